@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# sandbox-webhook container image.
+#
+#   docker build -t sandbox-webhook:0.1.0 .
+#   docker run --rm -p 8443:8443 -v "$PWD/certs:/etc/sandbox-webhook/tls:ro" sandbox-webhook:0.1.0
+#
+# The runtime image is distroless (no shell, no package manager) and runs as the numeric non-root user
+# 65532, which is what the chart's restricted securityContext (runAsNonRoot) checks for. Only the compiled
+# JavaScript, the production dependencies and the default policy are in it.
+ARG NODE_VERSION=20
+
+# Builder: compiles TypeScript with the full (dev) dependency set.
+FROM node:${NODE_VERSION}-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: no dependency's install script runs; only a dev tool (esbuild) has one, and tsc does
+# not need it.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# Production dependencies only, in a stage of their own so they are cached apart from the sources.
+FROM node:${NODE_VERSION}-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM gcr.io/distroless/nodejs${NODE_VERSION}-debian12:nonroot
+WORKDIR /app
+ENV NODE_ENV=production \
+    PORT=8443 \
+    POLICY_FILE=/app/policies/default.yaml \
+    TLS_CERT_FILE=/etc/sandbox-webhook/tls/tls.crt \
+    TLS_KEY_FILE=/etc/sandbox-webhook/tls/tls.key \
+    LOG_LEVEL=info
+# package.json is needed at run time: its "type": "module" makes Node load dist/*.js as ES modules.
+COPY --chown=0:0 package.json ./
+COPY --chown=0:0 --from=deps /app/node_modules ./node_modules
+COPY --chown=0:0 --from=build /app/dist ./dist
+COPY --chown=0:0 policies/default.yaml ./policies/default.yaml
+# Files are owned by root and the process is not: it cannot modify its own code or policy.
+USER 65532:65532
+EXPOSE 8443
+# The distroless entrypoint is node itself.
+CMD ["dist/main.js"]
