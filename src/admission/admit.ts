@@ -1,0 +1,158 @@
+// One admission review in, one answer out: which requests the policy sees, how its verdict becomes
+// a JSON Patch, warnings and audit annotations. The patch is the diff between the pod and its
+// mutated copy (fast-json-patch compare), so no code writes patch operations by hand.
+
+import fastJsonPatch from 'fast-json-patch';
+import { decide, judge, type Decision, type Outcome, type Verdict } from '../policy/evaluate.js';
+import { readPod } from '../policy/pod.js';
+import type { Policy } from '../policy/policy.js';
+import type { ClusterFacts } from './facts.js';
+import { sanitizeWarnings, type AdmissionRequest, type AdmissionResponse } from './review.js';
+
+const { compare } = fastJsonPatch;
+
+export const RULE_ANNOTATION = 'sandbox-webhook.io/rule';
+
+/** What happened, for logs and metrics. */
+export interface AdmissionSummary {
+  readonly evaluated: boolean;
+  readonly namespace: string;
+  readonly pod: string;
+  readonly decision: Decision['action'] | 'none';
+  readonly rule: string;
+  readonly outcome: Outcome | 'skipped' | 'error';
+  readonly reason: string;
+}
+
+export interface AdmissionResult {
+  readonly response: AdmissionResponse;
+  readonly summary: AdmissionSummary;
+}
+
+type Json = Record<string, unknown>;
+
+function isPodRequest(request: AdmissionRequest): boolean {
+  return request.resource.group === '' && request.resource.resource === 'pods' && request.kind.kind === 'Pod';
+}
+
+function skipped(request: AdmissionRequest, reason: string): AdmissionResult {
+  return {
+    response: { uid: request.uid, allowed: true },
+    summary: {
+      evaluated: false,
+      namespace: request.namespace ?? '',
+      pod: request.name ?? '',
+      decision: 'none',
+      rule: '',
+      outcome: 'skipped',
+      reason,
+    },
+  };
+}
+
+/** Fail closed: a review we cannot judge is denied in-band, so even failurePolicy Ignore cannot let it through. */
+export function rejected(request: AdmissionRequest, code: number, message: string): AdmissionResult {
+  return {
+    response: {
+      uid: request.uid,
+      allowed: false,
+      status: { code, message: `sandbox-webhook: ${message}` },
+    },
+    summary: {
+      evaluated: false,
+      namespace: request.namespace ?? '',
+      pod: request.name ?? '',
+      decision: 'none',
+      rule: '',
+      outcome: 'error',
+      reason: message,
+    },
+  };
+}
+
+function auditAnnotations(verdict: Verdict, mode: Policy['mode']): Record<string, string> {
+  const annotations: Record<string, string> = {
+    decision: verdict.decision.action,
+    rule: verdict.decision.rule,
+    outcome: verdict.outcome,
+    mode,
+  };
+  if (verdict.decision.failSafe) annotations['fail-safe'] = 'true';
+  return annotations;
+}
+
+/** The JSON Patch that sets spec.runtimeClassName and the rule annotation: only what changes. */
+export function sandboxPatch(pod: Json, runtimeClassName: string, rule: string): fastJsonPatch.Operation[] {
+  const metadata = (pod.metadata ?? {}) as Json;
+  const annotations = (metadata.annotations ?? {}) as Json;
+  const mutated = {
+    ...pod,
+    metadata: { ...metadata, annotations: { ...annotations, [RULE_ANNOTATION]: rule } },
+    spec: { ...(pod.spec as Json), runtimeClassName },
+  };
+  return compare(pod, mutated);
+}
+
+export async function admit(request: AdmissionRequest, policy: Policy, cluster: ClusterFacts): Promise<AdmissionResult> {
+  if (!isPodRequest(request)) return skipped(request, `not a pod (${request.resource.resource})`);
+  const ephemeral = request.operation === 'UPDATE' && request.subResource === 'ephemeralcontainers';
+  if (request.subResource !== undefined && !ephemeral) return skipped(request, `subresource ${request.subResource}`);
+  if (request.operation !== 'CREATE' && !ephemeral) return skipped(request, `operation ${request.operation}`);
+
+  const parsed = readPod(request.object);
+  if (!parsed.ok) return rejected(request, 400, `request.object is not a valid Pod: ${parsed.error}`);
+  const pod = parsed.pod;
+  const namespaceName = request.namespace || (((request.object as Json).metadata as Json | undefined)?.namespace as string | undefined);
+  if (!namespaceName) return rejected(request, 400, 'the pod has no namespace (request.namespace is empty)');
+
+  const base = { evaluated: true, namespace: namespaceName, pod: pod.displayName };
+  if (pod.isMirror) {
+    // Mirror pods are the apiserver's copies of a kubelet's static pods: never mutate them (KUBERNETES.md §3).
+    return {
+      response: { uid: request.uid, allowed: true, auditAnnotations: { decision: 'allow', rule: 'mirror-pod' } },
+      summary: { ...base, decision: 'allow', rule: 'mirror-pod', outcome: 'unchanged', reason: 'mirror pod' },
+    };
+  }
+
+  const namespace = policy.usesNamespaceLabels
+    ? await cluster.namespace(namespaceName)
+    : { name: namespaceName, labels: undefined, unknownReason: 'not needed' };
+  const decision = decide(policy, namespace, pod);
+
+  if (ephemeral) {
+    // Ephemeral containers join the pod's existing sandbox and its runtimeClassName is immutable
+    // (KUBERNETES.md §3): nothing to patch, but a deny rule still applies to their images.
+    const denied = decision.action === 'deny' && policy.mode === 'enforce';
+    return {
+      response: denied
+        ? {
+            uid: request.uid,
+            allowed: false,
+            status: { code: 403, message: `sandbox-webhook: ephemeral container denied by rule "${decision.rule}": ${decision.reason}` },
+            auditAnnotations: { decision: decision.action, rule: decision.rule, outcome: 'denied', mode: policy.mode },
+          }
+        : { uid: request.uid, allowed: true },
+      summary: { ...base, decision: decision.action, rule: decision.rule, outcome: denied ? 'denied' : 'unchanged', reason: decision.reason },
+    };
+  }
+
+  const verdict = judge(policy, decision, pod, (name) => cluster.runtimeClass(name));
+  const warnings = sanitizeWarnings(verdict.warnings);
+  const response: {
+    -readonly [K in keyof AdmissionResponse]: AdmissionResponse[K];
+  } = { uid: request.uid, allowed: verdict.allowed, auditAnnotations: auditAnnotations(verdict, policy.mode) };
+  if (warnings.length > 0) response.warnings = warnings;
+  if (!verdict.allowed) {
+    response.status = { code: 403, reason: 'Forbidden', message: `sandbox-webhook: ${verdict.denial ?? 'denied'}` };
+  } else if (verdict.setRuntimeClassName !== undefined) {
+    const patch = sandboxPatch(request.object as Json, verdict.setRuntimeClassName, decision.rule);
+    if (patch.length > 0) {
+      response.patch = Buffer.from(JSON.stringify(patch)).toString('base64');
+      response.patchType = 'JSONPatch';
+    }
+  }
+  return {
+    response,
+    summary: { ...base, decision: decision.action, rule: decision.rule, outcome: verdict.outcome, reason: verdict.denial ?? decision.reason },
+  };
+}

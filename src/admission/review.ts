@@ -1,0 +1,135 @@
+// The AdmissionReview envelope (admission.k8s.io v1 and v1beta1): decode and check it before any
+// domain code runs, and encode answers in the version the apiserver sent (KUBERNETES.md §1).
+// Knows nothing about HTTP.
+
+export const REVIEW_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
+export type ReviewVersion = (typeof REVIEW_VERSIONS)[number];
+
+export interface GroupVersionKind {
+  readonly group: string;
+  readonly version: string;
+  readonly kind: string;
+}
+
+export interface GroupVersionResource {
+  readonly group: string;
+  readonly version: string;
+  readonly resource: string;
+}
+
+export interface AdmissionRequest {
+  readonly uid: string;
+  readonly kind: GroupVersionKind;
+  readonly resource: GroupVersionResource;
+  readonly subResource: string | undefined;
+  readonly name: string | undefined;
+  readonly namespace: string | undefined;
+  /** CREATE, UPDATE, DELETE or CONNECT; other values are answered like any request we do not mutate */
+  readonly operation: string;
+  readonly object: unknown;
+  readonly dryRun: boolean;
+}
+
+export interface AdmissionStatus {
+  readonly code: number;
+  readonly message: string;
+  readonly reason?: string;
+}
+
+export interface AdmissionResponse {
+  readonly uid: string;
+  readonly allowed: boolean;
+  readonly status?: AdmissionStatus;
+  /** standard padded base64 of a JSON Patch array; always with patchType (VerifyAdmissionResponse) */
+  readonly patch?: string;
+  readonly patchType?: 'JSONPatch';
+  readonly warnings?: readonly string[];
+  readonly auditAnnotations?: Readonly<Record<string, string>>;
+}
+
+export interface AdmissionReviewReply {
+  readonly apiVersion: ReviewVersion;
+  readonly kind: 'AdmissionReview';
+  readonly response: AdmissionResponse;
+}
+
+export type DecodedReview =
+  | { ok: true; apiVersion: ReviewVersion; request: AdmissionRequest }
+  | { ok: false; message: string };
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function fail(message: string): DecodedReview {
+  return { ok: false, message };
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Checks the envelope of a parsed body. Anything the apiserver always sends (uid, kind, resource,
+ * operation) must be there; a review that lacks it is not from an apiserver and gets a 400.
+ */
+export function decodeReview(body: unknown): DecodedReview {
+  if (!isObject(body)) return fail('body must be a JSON object (an AdmissionReview)');
+  if (body.kind !== 'AdmissionReview') {
+    return fail(`kind must be "AdmissionReview", got ${JSON.stringify(body.kind) ?? 'nothing'}`);
+  }
+  const apiVersion = body.apiVersion;
+  if (!REVIEW_VERSIONS.includes(apiVersion as ReviewVersion)) {
+    return fail(`apiVersion must be one of ${REVIEW_VERSIONS.join(', ')}, got ${JSON.stringify(apiVersion) ?? 'nothing'}`);
+  }
+  const request = body.request;
+  if (!isObject(request)) return fail('request is missing: an AdmissionReview sent for admission carries a request');
+  if (typeof request.uid !== 'string' || request.uid === '') return fail('request.uid is missing or empty');
+  const kind = request.kind;
+  if (!isObject(kind) || typeof kind.kind !== 'string') return fail('request.kind is missing or has no kind');
+  const resource = request.resource;
+  if (!isObject(resource) || typeof resource.resource !== 'string') {
+    return fail('request.resource is missing or has no resource');
+  }
+  if (typeof request.operation !== 'string' || request.operation === '') return fail('request.operation is missing');
+  return {
+    ok: true,
+    apiVersion: apiVersion as ReviewVersion,
+    request: {
+      uid: request.uid,
+      kind: { group: optionalString(kind.group) ?? '', version: optionalString(kind.version) ?? '', kind: kind.kind },
+      resource: {
+        group: optionalString(resource.group) ?? '',
+        version: optionalString(resource.version) ?? '',
+        resource: resource.resource,
+      },
+      subResource: optionalString(request.subResource) || undefined,
+      name: optionalString(request.name),
+      namespace: optionalString(request.namespace),
+      operation: request.operation,
+      object: request.object,
+      dryRun: request.dryRun === true,
+    },
+  };
+}
+
+export function reviewReply(apiVersion: ReviewVersion, response: AdmissionResponse): AdmissionReviewReply {
+  return { apiVersion, kind: 'AdmissionReview', response };
+}
+
+// The apiserver drops warnings that are empty or duplicated, and asks for each to stay under 120
+// characters without newlines (KUBERNETES.md §1).
+const WARNING_MAX_CHARS = 120;
+
+export function sanitizeWarnings(warnings: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const warning of warnings) {
+    // eslint-disable-next-line no-control-regex
+    let text = warning.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+    if (text.length >= WARNING_MAX_CHARS) text = `${text.slice(0, WARNING_MAX_CHARS - 4)}...`;
+    if (text !== '' && !out.includes(text)) out.push(text);
+  }
+  return out;
+}

@@ -1,0 +1,88 @@
+import { makeRe } from 'minimatch';
+import { splitDomain, splitTagAndDigest, type ImageRef } from './image.js';
+
+// An image pattern is a glob over the normalised reference, `/` being the path separator, so
+// `registry.example.com/**` never matches `registry.example.com.evil.io/x` (DESIGN.md).
+//   - A pattern without tag or digest matches every tag and digest of the repositories it names.
+//   - `repo:tag-glob` also requires the tag; `repo@digest-glob` also requires the digest.
+//   - A first segment without a glob is normalised like an image (`nginx` -> `docker.io/library/nginx`),
+//     so patterns can be written the way images are. A first segment with a glob names registries.
+
+export interface ImagePattern {
+  readonly source: string;
+  /** the pattern after normalisation, as matched */
+  readonly normalized: string;
+  /** the literal text before the first glob character: an index key (see policy/index.ts) */
+  readonly literalPrefix: string;
+  matches(ref: ImageRef): boolean;
+}
+
+export type CompiledPattern = { ok: true; pattern: ImagePattern } | { ok: false; reason: string };
+
+// Globs: `*`, `**`, `?`, `[...]` and `{a,b}`. Extglobs are off so `@` and `!` keep their meaning in
+// image references (digest separator) rather than being read as pattern syntax.
+const GLOB_CHARS = /[*?[\]{}]/;
+const GLOB_OPTIONS = { dot: true, nonegate: true, nocomment: true, noext: true } as const;
+
+type StringMatcher = (value: string) => boolean;
+
+/** Compiles a glob to a predicate: plain equality when it has no glob characters. */
+export function compileGlob(glob: string): StringMatcher | undefined {
+  if (!GLOB_CHARS.test(glob)) return (value) => value === glob;
+  const re = makeRe(glob, GLOB_OPTIONS);
+  if (re === false) return undefined;
+  return (value) => re.test(value);
+}
+
+export function hasGlob(text: string): boolean {
+  return GLOB_CHARS.test(text);
+}
+
+export function compileImagePattern(source: string): CompiledPattern {
+  if (source === '') return { ok: false, reason: 'pattern is empty' };
+  if (/\s/.test(source)) return { ok: false, reason: 'pattern contains whitespace' };
+  if (source.startsWith('!')) return { ok: false, reason: 'negated patterns are not supported; use a rule order instead' };
+
+  const { name, tag, digest } = splitTagAndDigest(source);
+  if (name === '') return { ok: false, reason: 'pattern names no repository' };
+  const slash = name.indexOf('/');
+  const firstSegment = slash === -1 ? name : name.slice(0, slash);
+  let repository: string;
+  if (hasGlob(firstSegment)) {
+    if (slash === -1 && name !== '**') {
+      return {
+        ok: false,
+        reason: `a glob in the first segment names registries, so it needs a path (e.g. "${name}/**"), or use "docker.io/library/${name}"`,
+      };
+    }
+    repository = name;
+  } else {
+    const { domain, remainder } = splitDomain(name);
+    repository = `${domain}/${remainder}`;
+  }
+  if (tag === '' || digest === '') return { ok: false, reason: 'empty tag or digest after ":" or "@"' };
+
+  const repositoryMatches = compileGlob(repository);
+  const tagMatches = tag === undefined ? undefined : compileGlob(tag);
+  const digestMatches = digest === undefined ? undefined : compileGlob(digest);
+  if (!repositoryMatches || (tag !== undefined && !tagMatches) || (digest !== undefined && !digestMatches)) {
+    return { ok: false, reason: 'invalid glob' };
+  }
+  const normalized = repository + (tag === undefined ? '' : `:${tag}`) + (digest === undefined ? '' : `@${digest}`);
+  const globAt = repository.search(GLOB_CHARS);
+  const literalPrefix = globAt === -1 ? repository : repository.slice(0, globAt);
+  return {
+    ok: true,
+    pattern: {
+      source,
+      normalized,
+      literalPrefix,
+      matches(ref) {
+        if (!repositoryMatches(ref.repository)) return false;
+        if (tagMatches && (ref.tag === undefined || !tagMatches(ref.tag))) return false;
+        if (digestMatches && (ref.digest === undefined || !digestMatches(ref.digest))) return false;
+        return true;
+      },
+    },
+  };
+}

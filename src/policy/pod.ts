@@ -1,0 +1,129 @@
+// What the policy reads from a Pod, extracted once per review with its shape checked. The
+// apiserver sends typed, defaulted objects, but the webhook must not trust that: a field of the
+// wrong type is an error (fail closed), never a silent skip that could let a pod through.
+
+import { parseImage, type ParsedImage } from './image.js';
+import type { Labels } from './selector.js';
+
+export const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
+
+export interface PodImage {
+  /** where it was found: `spec.initContainers[0].image` */
+  readonly path: string;
+  readonly container: string;
+  readonly image: string;
+  readonly parsed: ParsedImage;
+}
+
+export interface PodView {
+  /** name, or generateName followed by `*`, for messages and logs */
+  readonly displayName: string;
+  readonly labels: Labels;
+  readonly annotations: Labels;
+  readonly runtimeClassName: string | undefined;
+  readonly images: readonly PodImage[];
+  /** fields a sandboxed pod may not use (KUBERNETES.md §5), as paths with the container or volume */
+  readonly incompatibilities: readonly string[];
+  readonly nodeSelector: Labels;
+  readonly isMirror: boolean;
+}
+
+export type ReadPodResult = { ok: true; pod: PodView } | { ok: false; error: string };
+
+type Json = Record<string, unknown>;
+
+class ShapeError extends Error {}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function optionalObject(value: unknown, path: string): Json | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isObject(value)) throw new ShapeError(`${path}: expected an object`);
+  return value;
+}
+
+function optionalList(value: unknown, path: string): unknown[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new ShapeError(`${path}: expected a list`);
+  return value;
+}
+
+function optionalString(value: unknown, path: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw new ShapeError(`${path}: expected a string`);
+  return value;
+}
+
+function stringMap(value: unknown, path: string): Labels {
+  const map = optionalObject(value, path);
+  if (!map) return {};
+  for (const [key, v] of Object.entries(map)) {
+    if (typeof v !== 'string') throw new ShapeError(`${path}.${key}: expected a string`);
+  }
+  return map as Labels;
+}
+
+function optionalBoolean(value: unknown, path: string): boolean {
+  if (value === undefined || value === null) return false;
+  if (typeof value !== 'boolean') throw new ShapeError(`${path}: expected a boolean`);
+  return value;
+}
+
+const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+
+export function readPod(object: unknown): ReadPodResult {
+  try {
+    if (!isObject(object)) throw new ShapeError('object: expected a Pod object');
+    const metadata = optionalObject(object.metadata, 'metadata') ?? {};
+    const spec = optionalObject(object.spec, 'spec');
+    if (!spec) throw new ShapeError('spec: required');
+    const name = optionalString(metadata.name, 'metadata.name');
+    const generateName = optionalString(metadata.generateName, 'metadata.generateName');
+    const annotations = stringMap(metadata.annotations, 'metadata.annotations');
+
+    const incompatibilities: string[] = [];
+    for (const field of ['hostNetwork', 'hostPID', 'hostIPC'] as const) {
+      if (optionalBoolean(spec[field], `spec.${field}`)) incompatibilities.push(`spec.${field}`);
+    }
+    optionalList(spec.volumes, 'spec.volumes').forEach((volume, i) => {
+      const v = optionalObject(volume, `spec.volumes[${i}]`) ?? {};
+      if (v.hostPath !== undefined && v.hostPath !== null) {
+        incompatibilities.push(`spec.volumes[${i}].hostPath (volume "${String(v.name ?? '')}")`);
+      }
+    });
+
+    const images: PodImage[] = [];
+    for (const list of CONTAINER_LISTS) {
+      optionalList(spec[list], `spec.${list}`).forEach((entry, i) => {
+        const path = `spec.${list}[${i}]`;
+        const container = optionalObject(entry, path) ?? {};
+        const containerName = optionalString(container.name, `${path}.name`) ?? '';
+        const image = optionalString(container.image, `${path}.image`) ?? '';
+        images.push({ path: `${path}.image`, container: containerName, image, parsed: parseImage(image) });
+        const securityContext = optionalObject(container.securityContext, `${path}.securityContext`);
+        if (securityContext && optionalBoolean(securityContext.privileged, `${path}.securityContext.privileged`)) {
+          incompatibilities.push(`${path}.securityContext.privileged (container "${containerName}")`);
+        }
+      });
+    }
+
+    return {
+      ok: true,
+      pod: {
+        displayName: name || (generateName ? `${generateName}*` : '<unnamed>'),
+        labels: stringMap(metadata.labels, 'metadata.labels'),
+        annotations,
+        runtimeClassName: optionalString(spec.runtimeClassName, 'spec.runtimeClassName') || undefined,
+        images,
+        incompatibilities,
+        nodeSelector: stringMap(spec.nodeSelector, 'spec.nodeSelector'),
+        isMirror: Object.prototype.hasOwnProperty.call(annotations, MIRROR_POD_ANNOTATION),
+      },
+    };
+  } catch (error) {
+    if (error instanceof ShapeError) return { ok: false, error: error.message };
+    throw error;
+  }
+}

@@ -1,0 +1,208 @@
+// The only module that knows fastify: routes, body handling, TLS, health and metrics. It decodes,
+// calls the admission core, and encodes; no decision is taken here.
+//   POST /mutate   AdmissionReview in, AdmissionReview out (v1 and v1beta1)
+//   GET  /healthz  the process serves (liveness)
+//   GET  /readyz   policy loaded, informers synced, not shutting down (readiness)
+//   GET  /metrics  Prometheus text format
+
+import type https from 'node:https';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyHttpsOptions,
+  type FastifyInstance,
+  type FastifyServerOptions,
+} from 'fastify';
+import { admit, rejected, type AdmissionResult } from '../admission/admit.js';
+import type { ClusterFacts } from '../admission/facts.js';
+import { decodeReview, reviewReply } from '../admission/review.js';
+import type { Policy } from '../policy/policy.js';
+import type { Metrics } from './metrics.js';
+
+// An UPDATE review carries two pods of up to ~1.5 MiB each (etcd's request limit): 3 MiB.
+export const BODY_LIMIT_BYTES = 3 * 1024 * 1024;
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reasons: readonly string[];
+}
+
+export interface AppOptions {
+  /** the policy in force, read per request: hot reload swaps the whole object */
+  readonly policy: () => Policy;
+  readonly cluster: ClusterFacts;
+  readonly metrics: Metrics;
+  readonly readiness?: () => Readiness;
+  /** PEM key and certificate; without them the app speaks plain HTTP (for inject() tests only) */
+  readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  readonly logger?: FastifyBaseLogger | boolean;
+  readonly bodyLimitBytes?: number;
+  /** answer fail-closed when a review takes longer than this (well inside the apiserver's timeoutSeconds) */
+  readonly requestTimeoutMs?: number;
+  /** reviews processed at once before new ones are shed (answered at once, fail-closed) */
+  readonly maxInFlight?: number;
+}
+
+interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+function errorBody(statusCode: number, message: string): ErrorBody {
+  return { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', message };
+}
+
+const ROUTES: Record<string, string> = { '/mutate': 'POST', '/healthz': 'GET', '/readyz': 'GET', '/metrics': 'GET' };
+
+function timeout<T>(ms: number, onTimeout: () => T): { promise: Promise<T>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(onTimeout()), ms);
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const bodyLimit = options.bodyLimitBytes ?? BODY_LIMIT_BYTES;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 2500;
+  const maxInFlight = options.maxInFlight ?? 512;
+  const serverOptions: FastifyServerOptions = {
+    bodyLimit,
+    disableRequestLogging: true,
+    // While draining on SIGTERM, requests already on an open connection are still answered (a 503
+    // would fail an admission); new connections are refused and go to another replica.
+    return503OnClosing: false,
+    // The apiserver reuses connections (HTTP/1.1 keep-alive); keep them longer than its idle timeout.
+    keepAliveTimeout: 65_000,
+    ...(typeof options.logger === 'object' ? { loggerInstance: options.logger } : { logger: options.logger ?? false }),
+  };
+  const app = (
+    options.tls
+      ? Fastify({
+          ...(serverOptions as FastifyHttpsOptions<https.Server>),
+          https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' },
+        })
+      : Fastify(serverOptions)
+  ) as unknown as FastifyInstance;
+
+  // One JSON parse, our own: fastify's schema machinery never runs over the Pod (STYLE.md).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (_request, body, done) => {
+    try {
+      done(null, JSON.parse(body as string));
+    } catch (error) {
+      const failure = new Error(`body is not valid JSON: ${(error as Error).message}`) as Error & { statusCode: number };
+      failure.statusCode = 400;
+      done(failure, undefined);
+    }
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    let status = error.statusCode ?? 500;
+    if (status < 400 || status > 599) status = 500;
+    let message = error.message;
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') message = `body larger than ${bodyLimit} bytes`;
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      message = `content type ${JSON.stringify(request.headers['content-type'] ?? '')} is not supported; send application/json`;
+      status = 415;
+    }
+    if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') message = 'body is empty; send an AdmissionReview';
+    if (status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+      message = 'internal error';
+    }
+    options.metrics.rejectedRequests.inc({ code: String(status) });
+    void reply.code(status).send(errorBody(status, message));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?', 1)[0] ?? '';
+    const allowed = ROUTES[path];
+    if (allowed) {
+      void reply.code(405).header('allow', allowed === 'GET' ? 'GET, HEAD' : allowed).send(errorBody(405, `${request.method} ${path} is not allowed; use ${allowed}`));
+      return;
+    }
+    void reply.code(404).send(errorBody(404, `no route ${request.method} ${path}; routes: POST /mutate, GET /healthz, /readyz, /metrics`));
+  });
+
+  let inFlight = 0;
+  app.post('/mutate', async (request, reply) => {
+    const startedAt = process.hrtime.bigint();
+    const decoded = decodeReview(request.body);
+    if (!decoded.ok) {
+      options.metrics.rejectedRequests.inc({ code: '400' });
+      return reply.code(400).send(errorBody(400, `invalid AdmissionReview: ${decoded.message}`));
+    }
+    const { request: admission, apiVersion } = decoded;
+    const policy = options.policy();
+    let result: AdmissionResult;
+    if (inFlight >= maxInFlight) {
+      // Shed load at once rather than queue past the apiserver's deadline; the answer fails closed.
+      result = rejected(admission, 503, 'the webhook is overloaded; retry the request');
+    } else {
+      inFlight += 1;
+      options.metrics.inFlight.set(inFlight);
+      const deadline = timeout(requestTimeoutMs, () =>
+        rejected(admission, 500, `no decision within ${requestTimeoutMs} ms; denied fail-closed, retry the request`),
+      );
+      try {
+        result = await Promise.race([admit(admission, policy, options.cluster), deadline.promise]);
+      } catch (error) {
+        request.log.error({ err: error, uid: admission.uid }, 'admission failed');
+        result = rejected(admission, 500, 'internal error while deciding; denied fail-closed');
+      } finally {
+        deadline.cancel();
+        inFlight -= 1;
+        options.metrics.inFlight.set(inFlight);
+      }
+    }
+    const durationMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
+    const { summary } = result;
+    options.metrics.observeAdmission(admission.operation, policy.mode, summary, durationMs / 1000);
+    const object = admission.object as { metadata?: { generateName?: unknown } } | null | undefined;
+    request.log.info(
+      {
+        uid: admission.uid,
+        operation: admission.operation,
+        resource: admission.subResource ? `${admission.resource.resource}/${admission.subResource}` : admission.resource.resource,
+        namespace: summary.namespace,
+        pod: summary.pod || undefined,
+        generateName: typeof object?.metadata?.generateName === 'string' ? object.metadata.generateName : undefined,
+        dryRun: admission.dryRun || undefined,
+        decision: summary.decision,
+        rule: summary.rule || undefined,
+        outcome: summary.outcome,
+        allowed: result.response.allowed,
+        reason: summary.reason,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+      },
+      'admission',
+    );
+    return reply.send(reviewReply(apiVersion, result.response));
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const readiness = options.readiness?.() ?? { ready: true, reasons: [] };
+    if (!readiness.ready) return reply.code(503).send({ status: 'unready', reasons: readiness.reasons });
+    return { status: 'ready' };
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const text = await options.metrics.registry.metrics();
+    return reply.type(options.metrics.registry.contentType).send(text);
+  });
+
+  return app;
+}

@@ -1,0 +1,89 @@
+// Prometheus metrics (prom-client), one registry per process so tests can build many apps.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AdmissionSummary } from '../admission/admit.js';
+
+// The apiserver's own webhook latency buckets (apiserver/admission/metrics), in seconds.
+export const ADMISSION_BUCKETS_SECONDS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10];
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly admissions = new Counter({
+    name: 'sandbox_webhook_admission_requests_total',
+    help: 'Admission reviews answered, by operation, decision, rule, mode and outcome.',
+    labelNames: ['operation', 'decision', 'rule', 'mode', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly admissionDuration = new Histogram({
+    name: 'sandbox_webhook_admission_duration_seconds',
+    help: 'Time from review received to answer sent, in seconds.',
+    labelNames: ['outcome'] as const,
+    buckets: ADMISSION_BUCKETS_SECONDS,
+    registers: [this.registry],
+  });
+  readonly rejectedRequests = new Counter({
+    name: 'sandbox_webhook_http_rejected_total',
+    help: 'HTTP requests rejected before admission (malformed, too large, wrong type, overload), by status code.',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly policyReloads = new Counter({
+    name: 'sandbox_webhook_policy_reloads_total',
+    help: 'Policy loads after start, by result (success, failure).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly policyRules = new Gauge({
+    name: 'sandbox_webhook_policy_rules',
+    help: 'Rules in the policy in force.',
+    registers: [this.registry],
+  });
+  readonly policyLoadedTimestamp = new Gauge({
+    name: 'sandbox_webhook_policy_loaded_timestamp_seconds',
+    help: 'When the policy in force was loaded (Unix seconds).',
+    registers: [this.registry],
+  });
+  readonly informerSynced = new Gauge({
+    name: 'sandbox_webhook_informer_synced',
+    help: '1 when the informer for a resource has synced and is watching, else 0.',
+    labelNames: ['resource'] as const,
+    registers: [this.registry],
+  });
+  readonly informerRestarts = new Counter({
+    name: 'sandbox_webhook_informer_restarts_total',
+    help: 'Informer restarts after errors, by resource.',
+    labelNames: ['resource'] as const,
+    registers: [this.registry],
+  });
+  readonly namespaceLookups = new Counter({
+    name: 'sandbox_webhook_namespace_lookups_total',
+    help: 'Namespace label lookups that missed the cache, by result (found, not_found, error).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly certificateExpiry = new Gauge({
+    name: 'sandbox_webhook_tls_certificate_expiry_timestamp_seconds',
+    help: 'notAfter of the serving certificate in use (Unix seconds).',
+    registers: [this.registry],
+  });
+  readonly certificateReloads = new Counter({
+    name: 'sandbox_webhook_tls_certificate_reloads_total',
+    help: 'Serving certificate reloads, by result (success, failure).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'sandbox_webhook_admission_in_flight',
+    help: 'Admission reviews being processed.',
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  observeAdmission(operation: string, mode: string, summary: AdmissionSummary, durationSeconds: number): void {
+    this.admissions.inc({ operation, decision: summary.decision, rule: summary.rule, mode, outcome: summary.outcome });
+    this.admissionDuration.observe({ outcome: summary.outcome }, durationSeconds);
+  }
+}
