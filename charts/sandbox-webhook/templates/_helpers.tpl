@@ -102,8 +102,8 @@ certificates.extraDNSNames. Printed as a JSON list.
 
 {{/*
 Runtime classes the ValidatingAdmissionPolicy accepts: validatingAdmissionPolicy.acceptedRuntimeClasses,
-else what the webhook itself accepts or injects (policy.acceptedRuntimeClasses, defaulting to
-policy.runtimeClassName, plus each rule's runtimeClassName), so the policy never rejects a pod the webhook
+else what the webhook itself accepts or injects (policy.runtimeClassName, policy.acceptedRuntimeClasses
+and each rule's runtimeClassName), so the policy never rejects a pod the webhook
 has just sandboxed. JSON list.
 */}}
 {{- define "sandbox-webhook.vapAcceptedRuntimeClasses" -}}
@@ -112,12 +112,7 @@ has just sandboxed. JSON list.
 {{- $vap.acceptedRuntimeClasses | uniq | toJson }}
 {{- else }}
 {{- $p := .Values.policy }}
-{{- $classes := list }}
-{{- if $p.acceptedRuntimeClasses }}
-{{- $classes = $p.acceptedRuntimeClasses }}
-{{- else }}
-{{- $classes = list (default "gvisor" $p.runtimeClassName) }}
-{{- end }}
+{{- $classes := concat (list (default "gvisor" $p.runtimeClassName)) (default (list) $p.acceptedRuntimeClasses) }}
 {{- range $p.rules }}
 {{- if .runtimeClassName }}
 {{- $classes = append $classes .runtimeClassName }}
@@ -174,6 +169,9 @@ so that each fails with the same message whichever renders first.
 {{- fail (printf "policy.rules: the rule name %q is used twice; rule names must be unique" .name) }}
 {{- end }}
 {{- $ruleNames = append $ruleNames .name }}
+{{- if and .runtimeClassName (ne .action "sandbox") }}
+{{- fail (printf "policy.rules: rule %q sets runtimeClassName but its action is %s; only a sandbox rule injects a RuntimeClass" .name .action) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
