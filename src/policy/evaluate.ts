@@ -178,9 +178,8 @@ function enforceVerdict(
   decision: Decision,
   pod: PodView,
   runtimeClass: RuntimeClassLookup,
-): Omit<Verdict, 'decision' | 'outcome'> & { changes: boolean } {
+): Omit<Verdict, 'decision' | 'outcome' | 'warnings'> & { warnings: string[]; changes: boolean } {
   const warnings: string[] = [];
-  if (decision.failSafe) warnings.push(`${WARNING_PREFIX}namespace labels or images unknown; ${decision.action} chosen fail-safe`);
 
   if (decision.action === 'allow') {
     return { allowed: true, setRuntimeClassName: undefined, denial: undefined, warnings: [], changes: false };
@@ -262,6 +261,10 @@ function enforceVerdict(
 /** Applies the decision to the pod as it is: patch, accept, or deny (DESIGN.md decision table). */
 export function judge(policy: Policy, decision: Decision, pod: PodView, runtimeClass: RuntimeClassLookup): Verdict {
   const enforced = enforceVerdict(policy, decision, pod, runtimeClass);
+  if (decision.failSafe && enforced.changes) {
+    // Say so when unknown facts changed the pod's fate; an unchanged pod needs no note.
+    enforced.warnings.push(`${WARNING_PREFIX}namespace labels or an image unknown; ${decision.action} chosen fail-safe`);
+  }
   if (policy.mode === 'enforce') {
     const outcome: Outcome = !enforced.allowed ? 'denied' : enforced.setRuntimeClassName ? 'patched' : 'unchanged';
     return { decision, allowed: enforced.allowed, setRuntimeClassName: enforced.setRuntimeClassName, denial: enforced.denial, warnings: enforced.warnings, outcome };

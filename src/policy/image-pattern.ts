@@ -26,9 +26,29 @@ const GLOB_OPTIONS = { dot: true, nonegate: true, nocomment: true, noext: true }
 
 type StringMatcher = (value: string) => boolean;
 
+/**
+ * minimatch reads an unclosed `[` or `{` as a literal character, which would silently match
+ * nothing the user meant: such a glob is an error here.
+ */
+function unbalanced(glob: string): boolean {
+  let braces = 0;
+  let inClass = false;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '\\') i++;
+    else if (inClass) inClass = c !== ']';
+    else if (c === '[') inClass = true;
+    else if (c === ']') return true;
+    else if (c === '{') braces++;
+    else if (c === '}' && --braces < 0) return true;
+  }
+  return inClass || braces !== 0;
+}
+
 /** Compiles a glob to a predicate: plain equality when it has no glob characters. */
 export function compileGlob(glob: string): StringMatcher | undefined {
   if (!GLOB_CHARS.test(glob)) return (value) => value === glob;
+  if (unbalanced(glob)) return undefined;
   const re = makeRe(glob, GLOB_OPTIONS);
   if (re === false) return undefined;
   return (value) => re.test(value);

@@ -98,6 +98,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // One JSON parse, our own: fastify's schema machinery never runs over the Pod (STYLE.md).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (_request, body, done) => {
+    if (body === '') {
+      const empty = new Error('body is empty; send an AdmissionReview') as Error & { statusCode: number };
+      empty.statusCode = 400;
+      done(empty, undefined);
+      return;
+    }
     try {
       done(null, JSON.parse(body as string));
     } catch (error) {

@@ -1,0 +1,331 @@
+// The decision table of DESIGN.md, row by row, through admit(): the whole admission core
+// (policy engine, verdict, patch, warnings, audit annotations) without HTTP.
+
+import fastJsonPatch from 'fast-json-patch';
+import { describe, expect, it } from 'vitest';
+import { admit, RULE_ANNOTATION } from '../../src/admission/admit.js';
+import { offlineFacts, type ClusterFacts } from '../../src/admission/facts.js';
+import { decodeReview, type AdmissionRequest, type AdmissionResponse } from '../../src/admission/review.js';
+import type { RuntimeClassFact } from '../../src/policy/evaluate.js';
+import type { Policy } from '../../src/policy/policy.js';
+import { policyFromSpec } from '../support/policy.js';
+import { decodePatch, pod, podReview, type Json } from '../support/review.js';
+
+const { applyPatch, deepClone } = fastJsonPatch;
+
+const TENANT_POLICY = policyFromSpec(`
+  defaultAction: sandbox
+  rules:
+    - name: system
+      match: { namespaces: [kube-system] }
+      action: allow
+    - name: blocked-registry
+      match: { anyImage: ["evil.example.com/**"] }
+      action: deny
+    - name: platform-images
+      match: { namespaces: ["platform-*"], allImages: ["registry.example.com/platform/**"] }
+      action: allow
+    - name: tenants
+      match: { namespaceSelector: { matchLabels: { sandbox-webhook.io/tenant: "true" } } }
+      action: sandbox
+    - name: kata-tier
+      match: { namespaces: [secure-*] }
+      action: sandbox
+      runtimeClassName: kata
+`);
+
+function facts(options: { labels?: Record<string, Record<string, string>>; classes?: Record<string, RuntimeClassFact> } = {}): ClusterFacts {
+  return {
+    namespace: (name) =>
+      Promise.resolve(
+        options.labels && options.labels[name]
+          ? { name, labels: options.labels[name] }
+          : { name, labels: undefined, unknownReason: 'test: unknown' },
+      ),
+    runtimeClass: (name) => options.classes?.[name] ?? { state: 'unknown', reason: 'test' },
+  };
+}
+
+function request(review: Json): AdmissionRequest {
+  const decoded = decodeReview(review);
+  if (!decoded.ok) throw new Error(decoded.message);
+  return decoded.request;
+}
+
+async function run(review: Json, policy: Policy = TENANT_POLICY, cluster: ClusterFacts = offlineFacts): Promise<AdmissionResponse> {
+  return (await admit(request(review), policy, cluster)).response;
+}
+
+function patched(review: Json, response: AdmissionResponse): Json {
+  const original = deepClone((review.request as Json).object) as Json;
+  const ops = decodePatch(response as unknown as Json) ?? [];
+  return applyPatch(original, ops as fastJsonPatch.Operation[], true, false).newDocument as Json;
+}
+
+const GVISOR: RuntimeClassFact = { state: 'present', handler: 'runsc', nodeSelector: { 'sandbox.gvisor.dev/runtime': 'gvisor' } };
+
+describe('decision table (enforce mode)', () => {
+  it('sandbox + no runtimeClassName: allowed with a patch that sets it and the rule annotation', async () => {
+    const review = podReview({ namespace: 'team-a' });
+    const response = await run(review, TENANT_POLICY, facts({ labels: { 'team-a': { 'sandbox-webhook.io/tenant': 'true' } } }));
+    expect(response.allowed).toBe(true);
+    expect(response.patchType).toBe('JSONPatch');
+    expect(decodePatch(response as unknown as Json)).toEqual([
+      { op: 'add', path: '/spec/runtimeClassName', value: 'gvisor' },
+      { op: 'add', path: '/metadata/annotations', value: { [RULE_ANNOTATION]: 'tenants' } },
+    ]);
+    const result = patched(review, response);
+    expect((result.spec as Json).runtimeClassName).toBe('gvisor');
+    expect(response.auditAnnotations).toEqual({ decision: 'sandbox', rule: 'tenants', outcome: 'patched', mode: 'enforce' });
+    expect(response.warnings).toEqual(['sandbox-webhook: runtimeClassName set to "gvisor" by rule "tenants"']);
+  });
+
+  it('sandbox + existing annotations: adds one member, escaped, and keeps the others', async () => {
+    const review = podReview({ pod: pod({}, { annotations: { 'team/owner': 'alice' } }) });
+    const response = await run(review);
+    expect(decodePatch(response as unknown as Json)).toEqual([
+      { op: 'add', path: '/spec/runtimeClassName', value: 'gvisor' },
+      { op: 'add', path: '/metadata/annotations/sandbox-webhook.io~1rule', value: 'tenants' },
+    ]);
+    expect((patched(review, response).metadata as Json).annotations).toEqual({ 'team/owner': 'alice', [RULE_ANNOTATION]: 'tenants' });
+  });
+
+  it('sandbox is idempotent: the patched pod, reviewed again, gets no patch', async () => {
+    const review = podReview();
+    const first = await run(review);
+    const again = podReview({ pod: patched(review, first) });
+    const second = await run(again);
+    expect(second.allowed).toBe(true);
+    expect(second.patch).toBeUndefined();
+    expect(second.warnings).toBeUndefined();
+    expect(second.auditAnnotations?.outcome).toBe('unchanged');
+  });
+
+  it('sandbox + a class in acceptedRuntimeClasses: allowed, no patch', async () => {
+    const response = await run(podReview({ pod: pod({ runtimeClassName: 'gvisor' }) }));
+    expect(response).toMatchObject({ allowed: true });
+    expect(response.patch).toBeUndefined();
+  });
+
+  it('sandbox + another class with onConflict deny: 403 naming the class', async () => {
+    const response = await run(podReview({ pod: pod({ runtimeClassName: 'runc' }) }));
+    expect(response.allowed).toBe(false);
+    expect(response.status?.code).toBe(403);
+    expect(response.status?.message).toContain('runtimeClassName "runc"');
+    expect(response.status?.message).toContain('rule "tenants"');
+    expect(response.warnings?.[0]).toMatch(/denied/);
+  });
+
+  it('sandbox + another class with onConflict override: the class is replaced', async () => {
+    const policy = policyFromSpec('  onConflict: override\n');
+    const review = podReview({ pod: pod({ runtimeClassName: 'runc' }) });
+    const response = await run(review, policy);
+    expect(response.allowed).toBe(true);
+    expect(decodePatch(response as unknown as Json)).toContainEqual({ op: 'replace', path: '/spec/runtimeClassName', value: 'gvisor' });
+    expect(response.warnings).toEqual(['sandbox-webhook: runtimeClassName "runc" replaced by "gvisor" (spec.defaultAction sandbox)']);
+  });
+
+  it('sandbox + hostNetwork, hostPID, hostIPC, hostPath and privileged: 403 naming each field', async () => {
+    const bad = pod({
+      hostNetwork: true,
+      hostPID: true,
+      hostIPC: true,
+      volumes: [{ name: 'root', hostPath: { path: '/' } }],
+      initContainers: [{ name: 'init', image: 'busybox', securityContext: { privileged: true } }],
+      ephemeralContainers: [{ name: 'debug', image: 'busybox', securityContext: { privileged: true } }],
+    });
+    const response = await run(podReview({ pod: bad }));
+    expect(response.allowed).toBe(false);
+    for (const field of [
+      'spec.hostNetwork',
+      'spec.hostPID',
+      'spec.hostIPC',
+      'spec.volumes[0].hostPath (volume "root")',
+      'spec.initContainers[0].securityContext.privileged (container "init")',
+      'spec.ephemeralContainers[0].securityContext.privileged (container "debug")',
+    ]) {
+      expect(response.status?.message).toContain(field);
+    }
+  });
+
+  it('sandbox + incompatible fields with incompatible warn: patched, with a warning', async () => {
+    const policy = policyFromSpec('  incompatible: warn\n');
+    const response = await run(podReview({ pod: pod({ hostNetwork: true }) }), policy);
+    expect(response.allowed).toBe(true);
+    expect(response.patch).toBeDefined();
+    expect(response.warnings?.some((w) => w.includes('spec.hostNetwork'))).toBe(true);
+  });
+
+  it('sandbox + the RuntimeClass missing in the cluster: 403 that says so', async () => {
+    const response = await run(podReview(), TENANT_POLICY, facts({ classes: { gvisor: { state: 'missing' } } }));
+    expect(response.allowed).toBe(false);
+    expect(response.status?.message).toContain('RuntimeClass "gvisor" does not exist in the cluster');
+  });
+
+  it('sandbox + a RuntimeClass without scheduling: patched, with a warning', async () => {
+    const cluster = facts({ classes: { gvisor: { state: 'present', handler: 'runsc', nodeSelector: undefined } } });
+    const response = await run(podReview(), TENANT_POLICY, cluster);
+    expect(response.allowed).toBe(true);
+    expect(response.warnings).toContain('sandbox-webhook: RuntimeClass "gvisor" has no scheduling: the pod may land on a node without its handler');
+  });
+
+  it('sandbox + a nodeSelector that conflicts with the RuntimeClass: 403 naming both values', async () => {
+    const cluster = facts({ classes: { gvisor: GVISOR } });
+    const response = await run(podReview({ pod: pod({ nodeSelector: { 'sandbox.gvisor.dev/runtime': 'none' } }) }), TENANT_POLICY, cluster);
+    expect(response.allowed).toBe(false);
+    expect(response.status?.message).toContain('sandbox.gvisor.dev/runtime=none');
+    expect(response.status?.message).toContain('sandbox.gvisor.dev/runtime=gvisor');
+  });
+
+  it('with unknown labels, an earlier sandbox rule that may match keeps its class over a later one', async () => {
+    const response = await run(podReview({ namespace: 'secure-1' }));
+    expect(decodePatch(response as unknown as Json)).toContainEqual({ op: 'add', path: '/spec/runtimeClassName', value: 'gvisor' });
+    expect(response.auditAnnotations).toMatchObject({ rule: 'tenants', 'fail-safe': 'true' });
+  });
+
+  it('sandbox by a rule with its own class injects that class', async () => {
+    const response = await run(podReview({ namespace: 'secure-1' }), TENANT_POLICY, facts({ labels: { 'secure-1': {} } }));
+    expect(decodePatch(response as unknown as Json)).toContainEqual({ op: 'add', path: '/spec/runtimeClassName', value: 'kata' });
+  });
+
+  it('allow: allowed, no patch, no warning, audit annotations only', async () => {
+    const response = await run(podReview({ namespace: 'kube-system' }));
+    expect(response).toEqual({
+      uid: 'b0f4a7c2-1111-4c3e-9d2a-5e6f7a8b9c0d',
+      allowed: true,
+      auditAnnotations: { decision: 'allow', rule: 'system', outcome: 'unchanged', mode: 'enforce' },
+    });
+  });
+
+  it('allow needs every image to match allImages: one foreign image sends the pod to the sandbox', async () => {
+    const trusted = pod({ containers: [{ name: 'a', image: 'registry.example.com/platform/api:1' }] });
+    expect((await run(podReview({ namespace: 'platform-core', pod: trusted }))).auditAnnotations?.rule).toBe('platform-images');
+    const mixed = pod({
+      containers: [{ name: 'a', image: 'registry.example.com/platform/api:1' }],
+      initContainers: [{ name: 'b', image: 'registry.example.com/platform-evil/x' }],
+    });
+    expect((await run(podReview({ namespace: 'platform-core', pod: mixed }))).auditAnnotations?.decision).toBe('sandbox');
+  });
+
+  it('deny: 403 naming the rule and the offending image, also in an ephemeral container', async () => {
+    const response = await run(
+      podReview({ pod: pod({ ephemeralContainers: [{ name: 'dbg', image: 'EVIL.example.com/tools/shell' }] }) }),
+    );
+    expect(response.allowed).toBe(false);
+    expect(response.status?.code).toBe(403);
+    expect(response.status?.message).toContain('denied by rule "blocked-registry"');
+    expect(response.status?.message).toContain('image "evil.example.com/tools/shell:latest" (spec.ephemeralContainers[0].image)');
+  });
+});
+
+describe('fail-safe decisions', () => {
+  it('unknown namespace labels: a sandbox rule that might match wins over a default allow', async () => {
+    const policy = policyFromSpec(`
+  defaultAction: allow
+  rules:
+    - name: tenants
+      match: { namespaceSelector: { matchLabels: { tenant: "true" } } }
+      action: sandbox
+`);
+    const unknown = await run(podReview(), policy, facts());
+    expect(unknown.allowed).toBe(true);
+    expect(unknown.patch).toBeDefined();
+    expect(unknown.auditAnnotations?.['fail-safe']).toBe('true');
+    const known = await run(podReview(), policy, facts({ labels: { 'team-a': {} } }));
+    expect(known.patch).toBeUndefined();
+  });
+
+  it('unknown namespace labels: an allow rule keyed on labels does not let the pod out of the sandbox', async () => {
+    const policy = policyFromSpec(`
+  defaultAction: sandbox
+  rules:
+    - name: trusted
+      match: { namespaceSelector: { matchLabels: { trusted: "true" } } }
+      action: allow
+`);
+    const response = await run(podReview(), policy, facts());
+    expect(response.auditAnnotations?.decision).toBe('sandbox');
+    const known = await run(podReview(), policy, facts({ labels: { 'team-a': { trusted: 'true' } } }));
+    expect(known.auditAnnotations?.decision).toBe('allow');
+  });
+
+  it('an image that cannot be parsed does not satisfy an allImages allow rule', async () => {
+    const policy = policyFromSpec(`
+  defaultAction: sandbox
+  rules:
+    - name: trusted
+      match: { allImages: ["**"] }
+      action: allow
+`);
+    const response = await run(podReview({ pod: pod({ containers: [{ name: 'a', image: 'Bad//Image' }] }) }), policy);
+    expect(response.auditAnnotations?.decision).toBe('sandbox');
+  });
+});
+
+describe('audit mode', () => {
+  const audit = policyFromSpec(`
+  mode: audit
+  rules:
+    - name: system
+      match: { namespaces: [kube-system] }
+      action: allow
+    - name: blocked
+      match: { anyImage: ["evil.example.com/**"] }
+      action: deny
+`);
+
+  it('a pod to be sandboxed is allowed unpatched with a warning saying what enforcement would do', async () => {
+    const response = await run(podReview(), audit);
+    expect(response.allowed).toBe(true);
+    expect(response.patch).toBeUndefined();
+    expect(response.warnings?.[0]).toBe('sandbox-webhook: audit: would set runtimeClassName "gvisor" (rule "default")');
+    expect(response.auditAnnotations).toMatchObject({ decision: 'sandbox', outcome: 'audited', mode: 'audit' });
+  });
+
+  it('a pod to be denied is allowed with a warning', async () => {
+    const response = await run(podReview({ pod: pod({ containers: [{ name: 'a', image: 'evil.example.com/x' }] }) }), audit);
+    expect(response.allowed).toBe(true);
+    expect(response.warnings?.[0]).toBe('sandbox-webhook: audit: would deny (rule "blocked")');
+    expect(response.auditAnnotations).toMatchObject({ decision: 'deny', outcome: 'audited' });
+  });
+
+  it('a plain allow adds no warning', async () => {
+    const response = await run(podReview({ namespace: 'kube-system' }), audit);
+    expect(response.warnings).toBeUndefined();
+  });
+});
+
+describe('requests that are not mutated', () => {
+  it.each([
+    ['a pod UPDATE', podReview({ operation: 'UPDATE' })],
+    ['a pod DELETE with a null object', { ...podReview({ operation: 'DELETE' }), request: { ...(podReview().request as Json), operation: 'DELETE', object: null } }],
+    ['a CONNECT', podReview({ operation: 'CONNECT' })],
+    ['a pods/status subresource CREATE', podReview({ subResource: 'status' })],
+    ['a Deployment', { ...podReview(), request: { ...(podReview().request as Json), kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, resource: { group: 'apps', version: 'v1', resource: 'deployments' } } }],
+    ['a mirror pod', podReview({ pod: pod({}, { annotations: { 'kubernetes.io/config.mirror': 'abc' } }) })],
+  ])('%s is allowed untouched', async (_name, review) => {
+    const response = await run(review as Json);
+    expect(response.allowed).toBe(true);
+    expect(response.patch).toBeUndefined();
+    expect(response.warnings).toBeUndefined();
+  });
+
+  it('a pods/ephemeralcontainers UPDATE with a denied image is denied', async () => {
+    const review = podReview({
+      operation: 'UPDATE',
+      subResource: 'ephemeralcontainers',
+      pod: pod({ runtimeClassName: 'gvisor', ephemeralContainers: [{ name: 'd', image: 'evil.example.com/sh' }] }),
+    });
+    const response = await run(review);
+    expect(response.allowed).toBe(false);
+    expect(response.status?.message).toContain('evil.example.com/sh');
+  });
+
+  it('a pod CREATE whose object is not a pod is denied fail-closed with 400', async () => {
+    const review = podReview();
+    (review.request as Json).object = { metadata: {}, spec: { containers: 'nginx' } };
+    const response = await run(review);
+    expect(response.allowed).toBe(false);
+    expect(response.status).toEqual({ code: 400, message: 'sandbox-webhook: request.object is not a valid Pod: spec.containers: expected a list' });
+  });
+});
