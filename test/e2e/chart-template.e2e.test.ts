@@ -424,11 +424,18 @@ describe('the Deployment', () => {
       TLS_CERT_FILE: '/etc/sandbox-webhook/tls/tls.crt',
       TLS_KEY_FILE: '/etc/sandbox-webhook/tls/tls.key',
       LOG_LEVEL: 'info',
+      REQUEST_TIMEOUT_MS: '2500',
+      SHUTDOWN_DELAY_SECONDS: '5',
     });
     // A subPath mount is never updated by the kubelet, which would defeat the hot reload.
     expect(container.volumeMounts.filter((m) => m.subPath !== undefined)).toEqual([]);
     const volumes = chart.deployment().spec.template.spec.volumes;
     expect(volumes.find((v) => v.name === 'policy')?.configMap?.name).toBe(chart.one('ConfigMap').metadata.name);
+  });
+
+  it('tells the server to answer within half the apiserver timeout, so that its own fail-closed answer decides', async () => {
+    const container = (await template({ webhook: { timeoutSeconds: 2 } })).deployment().spec.template.spec.containers[0] as Container;
+    expect(container.env).toContainEqual({ name: 'REQUEST_TIMEOUT_MS', value: '1000' });
   });
 
   it('takes image, digest and priority class from values', async () => {
@@ -585,6 +592,11 @@ describe('values that the chart refuses', () => {
       name: 'a denying ValidatingAdmissionPolicy with an audit-mode policy is rejected',
       values: () => ({ policy: { mode: 'audit' } }),
       message: /validationActions contains Deny but policy\.mode is audit/,
+    },
+    {
+      name: 'a shutdown delay as long as the grace period is rejected',
+      values: () => ({ shutdownDelaySeconds: 30, terminationGracePeriodSeconds: 30 }),
+      message: /shutdownDelaySeconds \(30\) must be less than terminationGracePeriodSeconds/,
     },
     { name: 'an unknown top-level value is rejected', values: () => ({ replicas: 3 }), message: /additional properties 'replicas'/ },
   ];

@@ -160,6 +160,9 @@ so that each fails with the same message whichever renders first.
 {{- if and $vap.enabled (eq .Values.policy.mode "audit") (has "Deny" $vap.validationActions) }}
 {{- fail "validatingAdmissionPolicy.validationActions contains Deny but policy.mode is audit: the policy would reject the pods the webhook only reports on; use [Warn, Audit] or disable validatingAdmissionPolicy" }}
 {{- end }}
+{{- if ge (int .Values.shutdownDelaySeconds) (int .Values.terminationGracePeriodSeconds) }}
+{{- fail (printf "shutdownDelaySeconds (%v) must be less than terminationGracePeriodSeconds (%v): the pod would be killed before it drains" .Values.shutdownDelaySeconds .Values.terminationGracePeriodSeconds) }}
+{{- end }}
 {{- $ruleNames := list }}
 {{- range .Values.policy.rules }}
 {{- if eq .name (include "sandbox-webhook.exemptRuleName" $) }}
