@@ -62,6 +62,7 @@ export function compileImagePattern(source: string): CompiledPattern {
   if (source === '') return { ok: false, reason: 'pattern is empty' };
   if (/\s/.test(source)) return { ok: false, reason: 'pattern contains whitespace' };
   if (source.startsWith('!')) return { ok: false, reason: 'negated patterns are not supported; use a rule order instead' };
+  if (unbalanced(source)) return { ok: false, reason: 'unclosed "[" or "{"' };
 
   const { name, tag, digest } = splitTagAndDigest(source);
   if (name === '') return { ok: false, reason: 'pattern names no repository' };

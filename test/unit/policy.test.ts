@@ -65,7 +65,7 @@ describe('policy loading', () => {
     [
       'a bad image glob, by its path',
       'spec:\n  rules:\n    - {name: a, action: allow}\n    - {name: b, action: allow}\n    - name: c\n      action: deny\n      match: {anyImage: ["docker.io/x[y"]}\n',
-      ['spec.rules[2].match.anyImage[0]: invalid glob "docker.io/x[y": invalid glob'],
+      ['spec.rules[2].match.anyImage[0]: invalid glob "docker.io/x[y": unclosed "[" or "{"'],
     ],
     ['an unknown match field', 'spec:\n  rules:\n    - name: a\n      action: allow\n      match: {namespace: [x]}\n', ['spec.rules[0].match.namespace: unknown field']],
     ['a missing action', 'spec:\n  rules:\n    - name: a\n', ['spec.rules[0].action: required']],
