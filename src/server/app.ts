@@ -7,6 +7,7 @@
 
 import type https from 'node:https';
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyHttpsOptions,
   type FastifyInstance,
@@ -16,7 +17,8 @@ import { admit, rejected, type AdmissionResult } from '../admission/admit.js';
 import type { ClusterFacts } from '../admission/facts.js';
 import { decodeReview, reviewReply } from '../admission/review.js';
 import type { Policy } from '../policy/policy.js';
-import type { Metrics } from './metrics.js';
+import type { FailClosedReason, Metrics } from './metrics.js';
+import { secureContextOptions } from './tls.js';
 
 // An UPDATE review carries two pods of up to ~1.5 MiB each (etcd's request limit): 3 MiB.
 export const BODY_LIMIT_BYTES = 3 * 1024 * 1024;
@@ -32,13 +34,18 @@ export interface AppOptions {
   readonly cluster: ClusterFacts;
   readonly metrics: Metrics;
   readonly readiness?: () => Readiness;
+  /** true once shutdown began: answers ask clients to reconnect (to another replica) */
+  readonly draining?: () => boolean;
   /** PEM key and certificate; without them the app speaks plain HTTP (for inject() tests only) */
   readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
   readonly logger?: FastifyBaseLogger | boolean;
   readonly bodyLimitBytes?: number;
-  /** answer fail-closed when a review takes longer than this (well inside the apiserver's timeoutSeconds) */
+  /**
+   * answer fail-closed when a review takes longer than this since it arrived (well inside the
+   * apiserver's timeoutSeconds; a shorter `?timeout=` from the apiserver wins)
+   */
   readonly requestTimeoutMs?: number;
-  /** reviews processed at once before new ones are shed (answered at once, fail-closed) */
+  /** reviews awaiting a decision at once before new ones are shed (answered at once, fail-closed) */
   readonly maxInFlight?: number;
 }
 
@@ -72,13 +79,41 @@ function timeout<T>(ms: number, onTimeout: () => T): { promise: Promise<T>; canc
   return { promise, cancel: () => clearTimeout(timer) };
 }
 
+const GO_DURATION_UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * The `?timeout=` the apiserver adds to each call: the time it will wait, as a Go duration
+ * ("5s", "4.5s", "900ms"; KUBERNETES.md §1). Undefined when absent or not a duration.
+ */
+export function apiserverTimeoutMs(query: unknown): number | undefined {
+  const raw = (query as { timeout?: unknown } | undefined)?.timeout;
+  if (typeof raw !== 'string' || !/^(\d+(\.\d+)?(ns|us|µs|μs|ms|s|m|h))+$/.test(raw)) return undefined;
+  let ms = 0;
+  for (const [, value, unit] of raw.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)/g)) {
+    ms += Number(value) * (GO_DURATION_UNIT_MS[unit ?? ''] ?? 0);
+  }
+  return ms > 0 ? ms : undefined;
+}
+
+/**
+ * How long a review may take, counted from its arrival: our own limit, or less when the apiserver
+ * waits less. A late answer is no answer: the apiserver then applies failurePolicy, and with
+ * Ignore the pod would be admitted unsandboxed; an in-band denial in time holds either way. The
+ * margin leaves time for the answer to travel back.
+ */
+export function reviewBudgetMs(requestTimeoutMs: number, apiserverMs: number | undefined): number {
+  if (apiserverMs === undefined) return requestTimeoutMs;
+  return Math.min(requestTimeoutMs, Math.max(apiserverMs - 1000, apiserverMs / 2));
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const bodyLimit = options.bodyLimitBytes ?? BODY_LIMIT_BYTES;
   const requestTimeoutMs = options.requestTimeoutMs ?? 2500;
   const maxInFlight = options.maxInFlight ?? 512;
   const serverOptions: FastifyServerOptions = {
     bodyLimit,
-    disableRequestLogging: true,
+    // One log line per decision is written by the route itself; fastify's per-request lines are noise.
+    logController: new LogController({ disableRequestLogging: true }),
     // While draining on SIGTERM, requests already on an open connection are still answered (a 503
     // would fail an admission); new connections are refused and go to another replica.
     return503OnClosing: false,
@@ -90,7 +125,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     options.tls
       ? Fastify({
           ...(serverOptions as FastifyHttpsOptions<https.Server>),
-          https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' },
+          https: secureContextOptions(options.tls),
         })
       : Fastify(serverOptions)
   ) as unknown as FastifyInstance;
@@ -141,61 +176,89 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     void reply.code(404).send(errorBody(404, `no route ${request.method} ${path}; routes: POST /mutate, GET /healthz, /readyz, /metrics`));
   });
 
+  if (options.draining) {
+    const draining = options.draining;
+    app.addHook('onRequest', async (_request, reply) => {
+      // While draining on SIGTERM, every answer closes its connection, so that clients open the
+      // next one to another replica instead of reusing one to a process about to stop listening.
+      if (draining()) void reply.header('connection', 'close');
+    });
+  }
+
+  // When each review arrived (headers parsed): its time budget counts from here, not from when
+  // the body was read and parsed, which is where time goes under load.
+  const arrivals = new WeakMap<object, bigint>();
+  const sinceArrivalMs = (raw: object): number => Number(process.hrtime.bigint() - (arrivals.get(raw) ?? process.hrtime.bigint())) / 1e6;
+
   let inFlight = 0;
-  app.post('/mutate', async (request, reply) => {
-    const startedAt = process.hrtime.bigint();
-    const decoded = decodeReview(request.body);
-    if (!decoded.ok) {
-      options.metrics.rejectedRequests.inc({ code: '400' });
-      return reply.code(400).send(errorBody(400, `invalid AdmissionReview: ${decoded.message}`));
-    }
-    const { request: admission, apiVersion } = decoded;
-    const policy = options.policy();
-    let result: AdmissionResult;
-    if (inFlight >= maxInFlight) {
-      // Shed load at once rather than queue past the apiserver's deadline; the answer fails closed.
-      result = rejected(admission, 503, 'the webhook is overloaded; retry the request');
-    } else {
-      inFlight += 1;
-      options.metrics.inFlight.set(inFlight);
-      const deadline = timeout(requestTimeoutMs, () =>
-        rejected(admission, 500, `no decision within ${requestTimeoutMs} ms; denied fail-closed, retry the request`),
-      );
-      try {
-        result = await Promise.race([admit(admission, policy, options.cluster), deadline.promise]);
-      } catch (error) {
-        request.log.error({ err: error, uid: admission.uid }, 'admission failed');
-        result = rejected(admission, 500, 'internal error while deciding; denied fail-closed');
-      } finally {
-        deadline.cancel();
-        inFlight -= 1;
-        options.metrics.inFlight.set(inFlight);
-      }
-    }
-    const durationMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
-    const { summary } = result;
-    options.metrics.observeAdmission(admission.operation, policy.mode, summary, durationMs / 1000);
-    const object = admission.object as { metadata?: { generateName?: unknown } } | null | undefined;
-    request.log.info(
-      {
-        uid: admission.uid,
-        operation: admission.operation,
-        resource: admission.subResource ? `${admission.resource.resource}/${admission.subResource}` : admission.resource.resource,
-        namespace: summary.namespace,
-        pod: summary.pod || undefined,
-        generateName: typeof object?.metadata?.generateName === 'string' ? object.metadata.generateName : undefined,
-        dryRun: admission.dryRun || undefined,
-        decision: summary.decision,
-        rule: summary.rule || undefined,
-        outcome: summary.outcome,
-        allowed: result.response.allowed,
-        reason: summary.reason,
-        durationMs: Math.round(durationMs * 1000) / 1000,
+  const failClosed = (admission: Parameters<typeof rejected>[0], reason: FailClosedReason, code: number, message: string): AdmissionResult => {
+    options.metrics.failClosed.inc({ reason });
+    return rejected(admission, code, message);
+  };
+  app.post(
+    '/mutate',
+    {
+      onRequest: async (request) => {
+        arrivals.set(request.raw, process.hrtime.bigint());
       },
-      'admission',
-    );
-    return reply.send(reviewReply(apiVersion, result.response));
-  });
+    },
+    async (request, reply) => {
+      const decoded = decodeReview(request.body);
+      if (!decoded.ok) {
+        options.metrics.rejectedRequests.inc({ code: '400' });
+        return reply.code(400).send(errorBody(400, `invalid AdmissionReview: ${decoded.message}`));
+      }
+      const { request: admission, apiVersion } = decoded;
+      const policy = options.policy();
+      const budgetMs = reviewBudgetMs(requestTimeoutMs, apiserverTimeoutMs(request.query));
+      const leftMs = budgetMs - sinceArrivalMs(request.raw);
+      let result: AdmissionResult;
+      if (inFlight >= maxInFlight || leftMs <= 0) {
+        // Shed at once rather than queue past the apiserver's deadline: too many reviews await
+        // cluster lookups, or this one already waited its budget away. The answer fails closed.
+        result = failClosed(admission, 'overloaded', 503, 'the webhook is overloaded; denied fail-closed, retry the request');
+      } else {
+        inFlight += 1;
+        options.metrics.inFlight.set(inFlight);
+        const deadline = timeout(leftMs, () =>
+          failClosed(admission, 'deadline', 500, `no decision within ${Math.round(budgetMs)} ms; denied fail-closed, retry the request`),
+        );
+        try {
+          result = await Promise.race([admit(admission, policy, options.cluster), deadline.promise]);
+        } catch (error) {
+          request.log.error({ err: error, uid: admission.uid }, 'admission failed');
+          result = failClosed(admission, 'internal_error', 500, 'internal error while deciding; denied fail-closed');
+        } finally {
+          deadline.cancel();
+          inFlight -= 1;
+          options.metrics.inFlight.set(inFlight);
+        }
+      }
+      const durationMs = sinceArrivalMs(request.raw);
+      const { summary } = result;
+      options.metrics.observeAdmission(admission.operation, policy.mode, summary, durationMs / 1000);
+      const object = admission.object as { metadata?: { generateName?: unknown } } | null | undefined;
+      request.log.info(
+        {
+          uid: admission.uid,
+          operation: admission.operation,
+          resource: admission.subResource ? `${admission.resource.resource}/${admission.subResource}` : admission.resource.resource,
+          namespace: summary.namespace,
+          pod: summary.pod || undefined,
+          generateName: typeof object?.metadata?.generateName === 'string' ? object.metadata.generateName : undefined,
+          dryRun: admission.dryRun || undefined,
+          decision: summary.decision,
+          rule: summary.rule || undefined,
+          outcome: summary.outcome,
+          allowed: result.response.allowed,
+          reason: summary.reason,
+          durationMs: Math.round(durationMs * 1000) / 1000,
+        },
+        'admission',
+      );
+      return reply.send(reviewReply(apiVersion, result.response));
+    },
+  );
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
