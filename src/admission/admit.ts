@@ -31,6 +31,11 @@ export interface AdmissionResult {
 
 type Json = Record<string, unknown>;
 
+/** A kubelet's identity (system:node:<name> in group system:nodes), authenticated by the apiserver. */
+function isKubelet(request: AdmissionRequest): boolean {
+  return request.userInfo.username.startsWith('system:node:') && request.userInfo.groups.includes('system:nodes');
+}
+
 function isPodRequest(request: AdmissionRequest): boolean {
   return request.resource.group === '' && request.resource.resource === 'pods' && request.kind.kind === 'Pod';
 }
@@ -106,8 +111,10 @@ export async function admit(request: AdmissionRequest, policy: Policy, cluster: 
   if (!namespaceName) return rejected(request, 400, 'the pod has no namespace (request.namespace is empty)');
 
   const base = { evaluated: true, namespace: namespaceName, pod: pod.displayName };
-  if (pod.isMirror) {
+  if (pod.isMirror && isKubelet(request)) {
     // Mirror pods are the apiserver's copies of a kubelet's static pods: never mutate them (KUBERNETES.md §3).
+    // Only a kubelet makes them: any pod creator can write the annotation (with spec.nodeName), so a
+    // tenant's "mirror pod" is judged like any other pod.
     return {
       response: { uid: request.uid, allowed: true, auditAnnotations: { decision: 'allow', rule: 'mirror-pod' } },
       summary: { ...base, decision: 'allow', rule: 'mirror-pod', outcome: 'unchanged', reason: 'mirror pod' },

@@ -28,6 +28,8 @@ export interface AdmissionRequest {
   readonly operation: string;
   readonly object: unknown;
   readonly dryRun: boolean;
+  /** the authenticated requester; decisions never depend on it, except to recognise a kubelet */
+  readonly userInfo: { readonly username: string; readonly groups: readonly string[] };
 }
 
 export interface AdmissionStatus {
@@ -71,6 +73,12 @@ function optionalString(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+function userInfo(value: unknown): AdmissionRequest['userInfo'] {
+  if (!isObject(value)) return { username: '', groups: [] };
+  const groups = Array.isArray(value.groups) ? value.groups.filter((g): g is string => typeof g === 'string') : [];
+  return { username: optionalString(value.username) ?? '', groups };
+}
+
 /**
  * Checks the envelope of a parsed body. Anything the apiserver always sends (uid, kind, resource,
  * operation) must be there; a review that lacks it is not from an apiserver and gets a 400.
@@ -111,6 +119,7 @@ export function decodeReview(body: unknown): DecodedReview {
       operation: request.operation,
       object: request.object,
       dryRun: request.dryRun === true,
+      userInfo: userInfo(request.userInfo),
     },
   };
 }

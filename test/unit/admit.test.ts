@@ -302,12 +302,28 @@ describe('requests that are not mutated', () => {
     ['a CONNECT', podReview({ operation: 'CONNECT' })],
     ['a pods/status subresource CREATE', podReview({ subResource: 'status' })],
     ['a Deployment', { ...podReview(), request: { ...(podReview().request as Json), kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, resource: { group: 'apps', version: 'v1', resource: 'deployments' } } }],
-    ['a mirror pod', podReview({ pod: pod({}, { annotations: { 'kubernetes.io/config.mirror': 'abc' } }) })],
+    [
+      'a mirror pod created by a kubelet',
+      {
+        ...podReview({ pod: pod({ nodeName: 'node-1' }, { annotations: { 'kubernetes.io/config.mirror': 'abc' } }) }),
+        request: {
+          ...(podReview({ pod: pod({ nodeName: 'node-1' }, { annotations: { 'kubernetes.io/config.mirror': 'abc' } }) }).request as Json),
+          userInfo: { username: 'system:node:node-1', groups: ['system:nodes', 'system:authenticated'] },
+        },
+      },
+    ],
   ])('%s is allowed untouched', async (_name, review) => {
     const response = await run(review as Json);
     expect(response.allowed).toBe(true);
     expect(response.patch).toBeUndefined();
     expect(response.warnings).toBeUndefined();
+  });
+
+  it('a tenant pod that carries the mirror annotation itself is still sandboxed', async () => {
+    const review = podReview({ pod: pod({ nodeName: 'node-1' }, { annotations: { 'kubernetes.io/config.mirror': 'abc' } }) });
+    const response = await run(review);
+    expect(response.auditAnnotations?.decision).toBe('sandbox');
+    expect(response.patch).toBeDefined();
   });
 
   it('a pods/ephemeralcontainers UPDATE with a denied image is denied', async () => {
