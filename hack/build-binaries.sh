@@ -94,7 +94,9 @@ build_kubernetes() {
   local info gomod buildtime staging_version mod=$work/kubernetes-$KUBERNETES_VERSION
   info=$(module_info "k8s.io/kubernetes@$KUBERNETES_VERSION")
   gomod=$(echo "$info" | json_field GoMod)
-  buildtime=$(echo "$info" | json_field Time)
+  # buildDate is the release's tag time (from the proxy's .info file), so rebuilds are reproducible.
+  buildtime=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$(echo "$info" | json_field Info)")
+  [ -n "$gomod" ] && [ -n "$buildtime" ] || { echo "build-binaries.sh: cannot read go.mod or time of k8s.io/kubernetes@$KUBERNETES_VERSION" >&2; exit 1; }
   # Published staging modules carry the kubernetes tag with major 0: v1.36.3 -> v0.36.3.
   staging_version=v0.${KUBERNETES_VERSION#v1.}
 
