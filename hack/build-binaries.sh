@@ -35,6 +35,11 @@ cache=${SANDBOX_WEBHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-webhook}
 bin=$cache/bin
 work=$cache/work
 mkdir -p "$bin" "$work"
+# Concurrent runs (two test suites starting at once) take turns; the second then finds the stamps.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$cache/.build.lock"
+  flock 9
+fi
 
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0

@@ -138,8 +138,13 @@ export function startProcess(options: ManagedProcessOptions): ManagedProcess {
   } finally {
     closeSync(logFd);
   }
+  let spawnError: Error | undefined;
+  // Without a listener, a spawn failure (ENOENT, EACCES) would be an uncaught 'error' event.
+  child.once('error', (error) => {
+    spawnError = error;
+  });
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`${options.name}: could not start ${options.command}`);
+  if (pid === undefined) throw new Error(`${options.name}: could not start ${options.command}: ${String(spawnError ?? 'not found or not executable')}`);
   // The group id equals the pid of a detached child.
   trackedGroups.add(pid);
   writeRegistry();
@@ -158,9 +163,6 @@ export function startProcess(options: ManagedProcessOptions): ManagedProcess {
       writeRegistry();
       resolve(code ?? signal ?? 'unknown');
     });
-  });
-  child.once('error', () => {
-    // A spawn error (e.g. ENOENT) also emits 'exit' or leaves pid undefined; nothing else to do here.
   });
 
   return {
