@@ -167,30 +167,27 @@ export class Informer<T> {
 
   private async run(): Promise<void> {
     const { signal } = this.stopping;
-    // After a 410 the relist is immediate, unless the watch that followed the last such relist made no
-    // progress at all, or the list itself expired (a continue token): then it waits like any failure.
-    let expiryRelistPending = false;
-    let versionAfterExpiryRelist: string | undefined;
+    // A 410 relists at once, unless the watch that failed is the one right after such a relist, or the
+    // list itself expired (a continue token): then it waits like any other failure.
+    let watchFollowsExpiryRelist = false;
     while (!signal.aborted) {
       try {
-        if (this.resourceVersion === '') {
-          await this.relist();
-          if (expiryRelistPending) versionAfterExpiryRelist = this.resourceVersion;
-          expiryRelistPending = false;
-        }
+        if (this.resourceVersion === '') await this.relist();
         await this.watch();
+        watchFollowsExpiryRelist = false;
       } catch (error) {
         if (signal.aborted) break;
         if (error instanceof ExpiredError || (error instanceof ApiError && error.statusCode === 410)) {
-          const repeated = this.resourceVersion === '' || this.resourceVersion === versionAfterExpiryRelist;
+          const again = watchFollowsExpiryRelist || this.resourceVersion === '';
           this.resourceVersion = '';
-          if (!repeated) {
-            expiryRelistPending = true;
+          if (!again) {
+            watchFollowsExpiryRelist = true;
             this.options.metrics.informerRestarts.inc({ resource: this.options.resource });
             this.log.info({ resource: this.options.resource, reason: describeError(error) }, 'informer: resourceVersion expired; relisting');
             continue;
           }
         }
+        watchFollowsExpiryRelist = false;
         await this.backOff(error);
       }
     }

@@ -173,7 +173,9 @@ export class HttpKubeApi implements KubeApi {
   async watch(path: string, options: WatchOptions): Promise<WatchStream> {
     const { request, response } = await this.open(path, options.connectTimeoutMs, options.signal);
     if (response.statusCode !== 200) {
+      const timer = setTimeout(() => request.destroy(), options.connectTimeoutMs);
       const text = await readBody(response, ERROR_BODY_LIMIT_BYTES).catch(() => '');
+      clearTimeout(timer);
       request.destroy();
       let body: unknown;
       try {
