@@ -11,7 +11,9 @@
 //     deadline, a watch closed within a second without events) restarts the loop after an exponential
 //     backoff with jitter: 0.5 s doubling to a 30 s cap, each delay drawn from [d/2, d]. Like client-go
 //     (NewExponentialBackoffManager(800ms, 30s, 2min, 2.0, 1.0)), the backoff resets once no failure
-//     happened for 2 minutes, so a flapping API server keeps being asked gently;
+//     happened for 2 minutes, so a flapping API server keeps being asked gently. 403 is retried too: a
+//     restarted kube-apiserver serves before its RBAC caches are filled and refuses a ServiceAccount
+//     for a moment (seen in test/e2e/cluster.e2e.test.ts);
 //   - a watch that ends normally (the server's timeoutSeconds) resumes from the last resourceVersion at
 //     once; 410 Gone (resourceVersion too old, e.g. after an API server restart) relists at once, once,
 //     and only with backoff if the relisted watch is told 410 again;
