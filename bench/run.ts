@@ -1,0 +1,427 @@
+// `npm run bench`: how fast the webhook answers, against a null webhook on the same stack.
+//
+//   1. policy scaling, in process: microseconds per review with 1 to 10,000 rules and image patterns
+//   2. load: the built webhook (dist/main.js) and the null webhook (bench/null-webhook.mjs), each its
+//      own process on 127.0.0.1 over HTTPS, driven in turn by the same autocannon load: saturation,
+//      then a fixed rate of half the webhook's saturation throughput; peak RSS from /proc/PID/status
+//   3. bench/results/latest.json (and a timestamped copy), a table, and whether each target is met
+//
+// Options: --duration-seconds N (per load run, default 4), --connections N (default 8),
+//          --profile (webhook under node --cpu-prof; the profile's path is printed),
+//          --scenario NAME (repeatable: only these load scenarios), --skip-load, --skip-scaling,
+//          --strict (exit 1 when a target is not met)
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildFixtures, type Fixture, type FixtureName } from './fixtures.js';
+import {
+  peakRssMiB,
+  probe,
+  runLoad,
+  startServer,
+  stopServer,
+  summarize,
+  waitReady,
+  type LoadResult,
+  type LoadSample,
+  type ServerProcess,
+} from './load.js';
+import { runScaling, SCALES, type ScalingPoint } from './scaling.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const RESULTS_DIR = join(ROOT, 'bench', 'results');
+
+export const TARGETS = {
+  /** webhook throughput / null-webhook throughput, small-pod mix at saturation */
+  minThroughputRatio: 0.85,
+  /** p99 at half the saturation rate, small-pod mix */
+  maxP99AtHalfSaturationMs: 5,
+  /** engine cost per review with 10,000 rules (and with 10,000 image patterns), small-pod mix */
+  maxEngineUsAt10k: 50,
+  /** cost at 10,000 rules over cost at 1,000: linear growth would be 10 */
+  maxGrowth1kTo10k: 2,
+  /** peak RSS of the webhook process over the whole run, in MB (10^6 bytes) */
+  maxPeakRssMB: 100,
+} as const;
+
+interface Scenario {
+  readonly name: string;
+  readonly description: string;
+  readonly fixtures: readonly FixtureName[];
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  { name: 'small-mix', description: 'tenant, system and denied in turn', fixtures: ['tenant', 'system', 'denied'] },
+  { name: 'tenant', description: 'small tenant pod, sandboxed (patch)', fixtures: ['tenant'] },
+  { name: 'system', description: 'kube-system pod, allowed', fixtures: ['system'] },
+  { name: 'denied', description: 'blocked registry, denied 403', fixtures: ['denied'] },
+  { name: 'large', description: '~60 KB pod, sandboxed (patch)', fixtures: ['large'] },
+];
+
+interface ScenarioResult {
+  readonly scenario: string;
+  readonly description: string;
+  readonly bodyBytes: readonly number[];
+  readonly saturation: { readonly webhook: LoadResult; readonly baseline: LoadResult };
+  /** requests per second of the fixed-rate runs: half the webhook's saturation throughput */
+  readonly fixedRatePerSecond: number;
+  readonly fixedRate: { readonly webhook: LoadResult; readonly baseline: LoadResult };
+  readonly throughputRatio: number;
+  /** null-webhook CPU per review / webhook CPU per review: the throughput ratio on an otherwise idle core */
+  readonly cpuRatio: number;
+}
+
+interface TargetCheck {
+  readonly name: string;
+  readonly target: string;
+  readonly value: string;
+  readonly met: boolean;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function machine(): Record<string, string | number> {
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    // not a git checkout
+  }
+  return {
+    nproc: os.availableParallelism(),
+    cpuModel: model,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+    commit,
+  };
+}
+
+const fmt = (value: number, digits = 1): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
+const row = (cells: readonly string[], widths: readonly number[]): string =>
+  cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
+
+function printScaling(points: readonly ScalingPoint[]): void {
+  const widths = [10, 7, 9, 11, 11, 11, 11, 11, 11];
+  console.log('\nPolicy scaling (in process, microseconds per review; small mix = mean of tenant, system, denied)');
+  console.log(row(['series', 'size', 'compile', 'engine', 'engine', 'engine', 'admit()', 'admit()', 'admit()'], widths));
+  console.log(row(['', '', 'ms', 'small mix', 'large', 'tenant', 'small mix', 'large', 'tenant'], widths));
+  for (const p of points) {
+    console.log(
+      row(
+        [p.series, String(p.size), fmt(p.compileMs), fmt(p.engineSmallMixUs, 2), fmt(p.engineUs.large, 2), fmt(p.engineUs.tenant, 2), fmt(p.admitSmallMixUs, 2), fmt(p.admitUs.large, 2), fmt(p.admitUs.tenant, 2)],
+        widths,
+      ),
+    );
+  }
+}
+
+function printLoad(results: readonly ScenarioResult[], rss: { webhook: number; baseline: number }, connections: number): void {
+  const widths = [10, 8, 8, 6, 8, 8, 6, 8, 8, 8, 7, 8, 8];
+  console.log(`\nLoad over HTTPS, ${connections} keep-alive connections, no pipelining (reviews/s; latency ms; CPU us per review)`);
+  console.log(row(['', 'saturation', '', '', '', '', '', '', '', '', 'half saturation', '', ''], widths));
+  console.log(
+    row(['scenario', 'webhook', 'null', 'ratio', 'cpu', 'null cpu', 'ratio', 'p50', 'p99', 'null p99', 'rate/s', 'p50', 'p99'], widths),
+  );
+  for (const r of results) {
+    const { webhook, baseline } = r.saturation;
+    console.log(
+      row(
+        [
+          r.scenario,
+          fmt(webhook.throughputPerSecond, 0),
+          fmt(baseline.throughputPerSecond, 0),
+          fmt(r.throughputRatio, 2),
+          fmt(webhook.serverCpuUsPerReview, 0),
+          fmt(baseline.serverCpuUsPerReview, 0),
+          fmt(r.cpuRatio, 2),
+          fmt(webhook.latencyMs.p50, 2),
+          fmt(webhook.latencyMs.p99, 2),
+          fmt(baseline.latencyMs.p99, 2),
+          String(r.fixedRatePerSecond),
+          fmt(r.fixedRate.webhook.latencyMs.p50, 2),
+          fmt(r.fixedRate.webhook.latencyMs.p99, 2),
+        ],
+        widths,
+      ),
+    );
+  }
+  console.log(`peak RSS (VmHWM): webhook ${fmt(rss.webhook)} MB, null webhook ${fmt(rss.baseline)} MB`);
+}
+
+function checkTargets(points: readonly ScalingPoint[], results: readonly ScenarioResult[], rssWebhookMB: number | undefined): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const mix = results.find((r) => r.scenario === 'small-mix');
+  if (mix) {
+    checks.push({
+      name: 'throughput vs null webhook (small-pod mix)',
+      target: `>= ${TARGETS.minThroughputRatio * 100}%`,
+      value: `${fmt(mix.throughputRatio * 100)}%`,
+      met: mix.throughputRatio >= TARGETS.minThroughputRatio,
+    });
+    checks.push({
+      name: `p99 at half saturation (${mix.fixedRatePerSecond}/s, small-pod mix)`,
+      target: `< ${TARGETS.maxP99AtHalfSaturationMs} ms`,
+      value: `${fmt(mix.fixedRate.webhook.latencyMs.p99, 2)} ms`,
+      met: mix.fixedRate.webhook.latencyMs.p99 < TARGETS.maxP99AtHalfSaturationMs,
+    });
+  }
+  for (const series of ['rules', 'patterns'] as const) {
+    const at = (size: number): ScalingPoint | undefined => points.find((p) => p.series === series && p.size === size);
+    const top = at(10_000);
+    const mid = at(1_000);
+    if (!top || !mid) continue;
+    const worst = Math.max(top.engineSmallMixUs, top.engineUs.large);
+    checks.push({
+      name: `engine with 10,000 ${series === 'rules' ? 'rules' : 'image patterns'} (small mix; large pod)`,
+      target: `< ${TARGETS.maxEngineUsAt10k} us`,
+      value: `${fmt(top.engineSmallMixUs, 2)} us; ${fmt(top.engineUs.large, 2)} us`,
+      met: worst < TARGETS.maxEngineUsAt10k,
+    });
+    const growth = top.engineSmallMixUs / mid.engineSmallMixUs;
+    checks.push({
+      name: `growth 1,000 -> 10,000 ${series === 'rules' ? 'rules' : 'image patterns'} (linear = 10x)`,
+      target: `< ${TARGETS.maxGrowth1kTo10k}x`,
+      value: `${fmt(growth, 2)}x`,
+      met: growth < TARGETS.maxGrowth1kTo10k,
+    });
+  }
+  if (rssWebhookMB !== undefined) {
+    checks.push({
+      name: 'peak RSS of the webhook',
+      target: `< ${TARGETS.maxPeakRssMB} MB`,
+      value: `${fmt(rssWebhookMB)} MB`,
+      met: rssWebhookMB < TARGETS.maxPeakRssMB,
+    });
+  }
+  return checks;
+}
+
+/**
+ * Webhook and null webhook take turns, in short rounds, so that a change in what else runs on the
+ * machine hits both alike; the rounds of each are merged.
+ */
+async function alternate(
+  webhook: ServerProcess,
+  baseline: ServerProcess,
+  options: { bodies: readonly string[]; connections: number; durationSeconds: number; rounds: number; overallRate?: number },
+): Promise<{ webhook: LoadResult; baseline: LoadResult }> {
+  const samples = { webhook: [] as LoadSample[], baseline: [] as LoadSample[] };
+  const seconds = options.durationSeconds / options.rounds;
+  for (let round = 0; round < options.rounds; round++) {
+    for (const [key, server] of [['webhook', webhook], ['baseline', baseline]] as const) {
+      samples[key].push(
+        await runLoad({
+          port: server.port,
+          pid: server.child.pid ?? 0,
+          bodies: options.bodies,
+          connections: options.connections,
+          durationSeconds: seconds,
+          ...(options.overallRate ? { overallRate: options.overallRate } : {}),
+        }),
+      );
+    }
+  }
+  return { webhook: summarize(samples.webhook), baseline: summarize(samples.baseline) };
+}
+
+async function loadRuns(
+  scenarios: readonly Scenario[],
+  fixtures: readonly Fixture[],
+  webhook: ServerProcess,
+  baseline: ServerProcess,
+  durationSeconds: number,
+  connections: number,
+): Promise<ScenarioResult[]> {
+  const byName = new Map(fixtures.map((f) => [f.name, f]));
+  const results: ScenarioResult[] = [];
+  for (const scenario of scenarios) {
+    const bodies = scenario.fixtures.map((name) => {
+      const fixture = byName.get(name);
+      if (!fixture) throw new Error(`no fixture ${name}`);
+      return fixture.body;
+    });
+    const load = { bodies, connections, rounds: 2 };
+    process.stdout.write(`load ${scenario.name}: warm-up`);
+    await alternate(webhook, baseline, { ...load, durationSeconds: 1, rounds: 1 });
+    process.stdout.write(', saturation');
+    const saturation = await alternate(webhook, baseline, { ...load, durationSeconds });
+    // The same fixed load for both: half of what the webhook sustains.
+    const rate = Math.max(1, Math.round(saturation.webhook.throughputPerSecond / 2));
+    process.stdout.write(`, ${rate}/s`);
+    const fixedRate = await alternate(webhook, baseline, { ...load, durationSeconds, overallRate: rate });
+    process.stdout.write('\n');
+    for (const [what, r] of [
+      ['webhook at saturation', saturation.webhook],
+      ['null webhook at saturation', saturation.baseline],
+      ['webhook at fixed rate', fixedRate.webhook],
+      ['null webhook at fixed rate', fixedRate.baseline],
+    ] as const) {
+      if (r.errors > 0 || r.non2xx > 0 || r.timeouts > 0) {
+        console.log(`  warning: ${what}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx answers`);
+      }
+    }
+    results.push({
+      scenario: scenario.name,
+      description: scenario.description,
+      bodyBytes: bodies.map((b) => Buffer.byteLength(b)),
+      saturation,
+      fixedRatePerSecond: rate,
+      fixedRate,
+      throughputRatio: saturation.webhook.throughputPerSecond / saturation.baseline.throughputPerSecond,
+      cpuRatio: saturation.baseline.serverCpuUsPerReview / saturation.webhook.serverCpuUsPerReview,
+    });
+  }
+  return results;
+}
+
+/** Checks, before any load, that each server answers each fixture the way the bench expects. */
+async function checkAnswers(fixtures: readonly Fixture[], webhook: ServerProcess, baseline: ServerProcess, ca: Buffer): Promise<void> {
+  for (const fixture of fixtures) {
+    const uid = (JSON.parse(fixture.body) as { request: { uid: string } }).request.uid;
+    const answer = await probe(webhook, ca, fixture.body);
+    const patched = answer.patch !== undefined;
+    if (answer.uid !== uid || answer.allowed !== fixture.expect.allowed || patched !== fixture.expect.patched) {
+      throw new Error(`webhook answered fixture ${fixture.name} with ${JSON.stringify(answer)}; expected ${JSON.stringify(fixture.expect)}`);
+    }
+    const nullAnswer = await probe(baseline, ca, fixture.body);
+    if (nullAnswer.uid !== uid || !nullAnswer.allowed) throw new Error(`null webhook answered ${JSON.stringify(nullAnswer)}`);
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      'duration-seconds': { type: 'string', default: '4' },
+      connections: { type: 'string', default: '8' },
+      profile: { type: 'boolean', default: false },
+      'skip-load': { type: 'boolean', default: false },
+      'skip-scaling': { type: 'boolean', default: false },
+      strict: { type: 'boolean', default: false },
+      scenario: { type: 'string', multiple: true },
+    },
+  });
+  const durationSeconds = Number(values['duration-seconds']);
+  const scenarios = values.scenario ? SCENARIOS.filter((s) => values.scenario?.includes(s.name)) : SCENARIOS;
+  if (scenarios.length === 0) {
+    console.error(`bench: --scenario must be one of ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    return 2;
+  }
+  const connections = Number(values.connections);
+  if (!(durationSeconds >= 1 && durationSeconds <= 60) || !(connections >= 1 && connections <= 256)) {
+    console.error('bench: --duration-seconds must be 1..60 and --connections 1..256');
+    return 2;
+  }
+  const mainJs = join(ROOT, 'dist', 'main.js');
+  if (!values['skip-load'] && !existsSync(mainJs)) {
+    console.error('bench: dist/main.js is missing; run `npm run bench` (it builds first)');
+    return 2;
+  }
+
+  const startedAt = new Date();
+  const info = machine();
+  const loadAverageAtStart = os.loadavg()[0] ?? 0;
+  console.log(`sandbox-webhook bench: ${info.cpuModel}, ${info.nproc} CPUs, Node ${info.node}, commit ${info.commit}`);
+  console.log(`load average (1 min) before the run: ${fmt(loadAverageAtStart, 2)}${loadAverageAtStart > 0.5 ? ' - other processes are busy: throughput and latency figures will be low and noisy' : ''}`);
+  const fixtures = buildFixtures();
+  for (const f of fixtures) console.log(`fixture ${f.name.padEnd(7)} ${String(Buffer.byteLength(f.body)).padStart(6)} bytes  ${f.description}`);
+
+  let points: ScalingPoint[] = [];
+  if (!values['skip-scaling']) {
+    console.log(`\npolicy scaling: ${SCALES.join(', ')} rules, then image patterns...`);
+    points = await runScaling(fixtures, 150);
+    printScaling(points);
+  }
+
+  let results: ScenarioResult[] = [];
+  let rss: { webhook: number; baseline: number } | undefined;
+  let profileDir: string | undefined;
+  if (!values['skip-load']) {
+    const work = mkdtempSync(join(os.tmpdir(), 'sandbox-webhook-bench-'));
+    const certs = join(work, 'certs');
+    execFileSync('sh', [join(ROOT, 'certs', 'generate.sh'), '--out', certs], { stdio: 'inherit' });
+    const ca = readFileSync(join(certs, 'ca.crt'));
+    const tls = ['--tls-cert', join(certs, 'tls.crt'), '--tls-key', join(certs, 'tls.key')];
+    profileDir = values.profile ? join(work, 'profiles') : undefined;
+    const [webhookPort, baselinePort] = [await freePort(), await freePort()];
+    const webhook = startServer('webhook', webhookPort, [
+      ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+      mainJs,
+      '--port', String(webhookPort),
+      '--host', '127.0.0.1',
+      '--policy', join(ROOT, 'bench', 'policy.yaml'),
+      ...tls,
+      '--log-level', 'warn',
+      '--offline',
+      '--shutdown-delay-seconds', '0',
+    ]);
+    const baseline = startServer('null webhook', baselinePort, [join(ROOT, 'bench', 'null-webhook.mjs'), '--port', String(baselinePort), '--host', '127.0.0.1', ...tls]);
+    try {
+      await Promise.all([waitReady(webhook, ca), waitReady(baseline, ca)]);
+      await checkAnswers(fixtures, webhook, baseline, ca);
+      console.log(`\nload: ${durationSeconds} s per run, ${connections} connections, webhook pid ${webhook.child.pid}, null webhook pid ${baseline.child.pid}`);
+      results = await loadRuns(scenarios, fixtures, webhook, baseline, durationSeconds, connections);
+      rss = {
+        webhook: (peakRssMiB(webhook.child.pid ?? 0) * 2 ** 20) / 1e6,
+        baseline: (peakRssMiB(baseline.child.pid ?? 0) * 2 ** 20) / 1e6,
+      };
+      printLoad(results, rss, connections);
+    } finally {
+      await Promise.all([stopServer(webhook), stopServer(baseline)]);
+      if (!profileDir) rmSync(work, { recursive: true, force: true });
+    }
+    if (profileDir) {
+      const profiles = existsSync(profileDir) ? readdirSync(profileDir).map((f) => join(profileDir as string, f)) : [];
+      console.log(`\nCPU profile of the webhook: ${profiles.join(', ') || '(none written)'}`);
+    }
+  }
+
+  const checks = checkTargets(points, results, rss?.webhook);
+  console.log('\nTargets');
+  for (const c of checks) console.log(`  ${c.met ? 'MET    ' : 'NOT MET'}  ${c.name}: ${c.value} (target ${c.target})`);
+
+  const report = {
+    startedAt: startedAt.toISOString(),
+    durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+    machine: info,
+    // Other processes on the machine during the run: throughput and latency depend on it; CPU per review much less.
+    loadAverage1m: { start: loadAverageAtStart, end: os.loadavg()[0] ?? 0 },
+    load: { connections, durationSecondsPerRun: durationSeconds, pipelining: 1, policy: 'bench/policy.yaml' },
+    fixtures: fixtures.map((f) => ({ name: f.name, description: f.description, bytes: Buffer.byteLength(f.body) })),
+    scaling: points,
+    scenarios: results,
+    peakRssMB: rss ?? null,
+    targets: TARGETS,
+    checks,
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const text = `${JSON.stringify(report, null, 2)}\n`;
+  writeFileSync(join(RESULTS_DIR, 'latest.json'), text);
+  writeFileSync(join(RESULTS_DIR, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`), text);
+  console.log(`\nresults: bench/results/latest.json (${report.durationSeconds} s)`);
+  return values.strict && checks.some((c) => !c.met) ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`bench: ${(error as Error).stack ?? String(error)}`);
+    process.exit(1);
+  },
+);
