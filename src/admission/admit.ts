@@ -86,16 +86,45 @@ function auditAnnotations(verdict: Verdict, mode: Policy['mode']): Record<string
   return annotations;
 }
 
+const has = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
+
+function isPlainObject(value: unknown): value is Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
 /** The JSON Patch that sets spec.runtimeClassName and the rule annotation: only what changes. */
 export function sandboxPatch(pod: Json, runtimeClassName: string, rule: string): fastJsonPatch.Operation[] {
   const metadata = (pod.metadata ?? {}) as Json;
   const annotations = (metadata.annotations ?? {}) as Json;
-  const mutated = {
-    ...pod,
-    metadata: { ...metadata, annotations: { ...annotations, [RULE_ANNOTATION]: rule } },
-    spec: { ...(pod.spec as Json), runtimeClassName },
-  };
-  return compare(pod, mutated);
+  const mutatedAnnotations = { ...annotations, [RULE_ANNOTATION]: rule };
+  const spec = pod.spec;
+  const plain =
+    isPlainObject(pod) &&
+    isPlainObject(spec) &&
+    (has(pod, 'metadata') ? isPlainObject(pod.metadata) : true) &&
+    (has(metadata, 'annotations') ? isPlainObject(metadata.annotations) : true);
+  if (!plain) {
+    return compare(pod, { ...pod, metadata: { ...metadata, annotations: mutatedAnnotations }, spec: { ...(spec as Json), runtimeClassName } });
+  }
+  // The mutated pod differs from the pod only in metadata.annotations and spec.runtimeClassName; the
+  // rest would be the pod's own objects, which compare() skips by identity. So diffing just those two
+  // subtrees, with the pod's key order (compare visits keys in it), gives the same patch without
+  // copying the pod's metadata and spec on every review.
+  const before: Json = {};
+  const after: Json = {};
+  for (const key of Object.keys(pod)) {
+    if (key === 'metadata') {
+      before.metadata = has(metadata, 'annotations') ? { annotations } : {};
+      after.metadata = { annotations: mutatedAnnotations };
+    } else if (key === 'spec') {
+      before.spec = has(spec, 'runtimeClassName') ? { runtimeClassName: spec.runtimeClassName } : {};
+      after.spec = { runtimeClassName };
+    }
+  }
+  if (!has(pod, 'metadata')) after.metadata = { annotations: mutatedAnnotations };
+  return compare(before, after);
 }
 
 export async function admit(request: AdmissionRequest, policy: Policy, cluster: ClusterFacts): Promise<AdmissionResult> {

@@ -1,0 +1,82 @@
+// sandboxPatch diffs only the two subtrees it changes (metadata.annotations, spec.runtimeClassName)
+// instead of the whole pod. These tests hold it to the patch that fast-json-patch compare() gives
+// over the whole pod and its mutated copy, on real pods and on odd shapes.
+
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import fastJsonPatch from 'fast-json-patch';
+import { describe, expect, it } from 'vitest';
+import { buildFixtures } from '../../bench/fixtures.js';
+import { RULE_ANNOTATION, sandboxPatch } from '../../src/admission/admit.js';
+import { fixture, FIXTURES, SHARED_FIXTURES, type Json } from '../support/review.js';
+
+/** The patch as a whole-pod diff: the pod against a copy with the annotation and class set. */
+function wholePodPatch(pod: Json, runtimeClassName: string, rule: string): fastJsonPatch.Operation[] {
+  const metadata = (pod.metadata ?? {}) as Json;
+  const annotations = (metadata.annotations ?? {}) as Json;
+  const mutated = {
+    ...pod,
+    metadata: { ...metadata, annotations: { ...annotations, [RULE_ANNOTATION]: rule } },
+    spec: { ...(pod.spec as Json), runtimeClassName },
+  };
+  return fastJsonPatch.compare(pod, mutated);
+}
+
+function expectSamePatch(pod: Json, runtimeClassName = 'gvisor', rule = 'tenants'): void {
+  const before = JSON.stringify(pod);
+  expect(sandboxPatch(pod, runtimeClassName, rule)).toEqual(wholePodPatch(pod, runtimeClassName, rule));
+  expect(JSON.stringify(pod)).toBe(before);
+}
+
+const reviewPods: [string, Json][] = [
+  ...buildFixtures().map((f): [string, Json] => [`bench fixture ${f.name}`, (JSON.parse(f.body) as { request: { object: Json } }).request.object]),
+  ...readdirSync(FIXTURES)
+    .filter((file) => file.startsWith('review-') && file.endsWith('.json'))
+    .map((file): [string, Json] => [`test fixture ${file}`, (fixture(join(FIXTURES, file)).request as Json).object as Json]),
+];
+
+describe('sandboxPatch gives the whole-pod diff', () => {
+  for (const [name, pod] of reviewPods) {
+    it(`on the ${name}`, () => expectSamePatch(pod));
+  }
+
+  it('on the upstream core.v1.Pod.json (every field set, a runtimeClassName already there)', () => {
+    const pod = fixture(join(SHARED_FIXTURES, 'core.v1.Pod.json'));
+    expectSamePatch(pod);
+    expect(sandboxPatch(pod, 'gvisor', 'tenants').map((op) => op.op)).toEqual(['replace', 'add']);
+  });
+
+  it('on the upstream pod with its runtimeClassName and annotations removed', () => {
+    const pod = fixture(join(SHARED_FIXTURES, 'core.v1.Pod.json'));
+    delete (pod.spec as Json).runtimeClassName;
+    delete (pod.metadata as Json).annotations;
+    expectSamePatch(pod);
+  });
+
+  it('on pods of the upstream workload templates', () => {
+    for (const file of readdirSync(SHARED_FIXTURES).filter((f) => f.startsWith('apps.') || f.startsWith('batch.'))) {
+      const object = fixture(join(SHARED_FIXTURES, file));
+      const spec = object.spec as Json;
+      const template = (spec.template ?? ((spec.jobTemplate as Json).spec as Json).template) as Json;
+      expectSamePatch({ apiVersion: 'v1', kind: 'Pod', ...template });
+    }
+  });
+
+  const shapes: [string, Json][] = [
+    ['a pod without metadata', { apiVersion: 'v1', kind: 'Pod', spec: { containers: [] } }],
+    ['a pod without annotations', { metadata: { name: 'a' }, spec: {} }],
+    ['a pod whose spec comes before its metadata', { spec: { containers: [] }, metadata: { annotations: { a: 'b' } } }],
+    ['a pod that already carries the rule annotation with this rule', { metadata: { annotations: { [RULE_ANNOTATION]: 'tenants' } }, spec: {} }],
+    ['a pod that carries the rule annotation of another rule', { metadata: { annotations: { [RULE_ANNOTATION]: 'other' } }, spec: {} }],
+    ['a pod with another runtimeClassName', { metadata: {}, spec: { runtimeClassName: 'runc' } }],
+    ['a pod with this runtimeClassName', { metadata: {}, spec: { runtimeClassName: 'gvisor' } }],
+    ['a pod with annotation keys that need escaping', { metadata: { annotations: { 'a/b~c': 'x' } }, spec: {} }],
+    ['a pod with null metadata', { metadata: null, spec: {} }],
+    ['a pod with null annotations', { metadata: { annotations: null }, spec: {} }],
+    ['a pod with an empty runtimeClassName', { metadata: {}, spec: { runtimeClassName: '' } }],
+    ['a pod without spec', { metadata: { name: 'a' } }],
+  ];
+  for (const [name, pod] of shapes) {
+    it(`on ${name}`, () => expectSamePatch(pod));
+  }
+});
