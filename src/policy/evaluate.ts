@@ -229,17 +229,17 @@ function enforceVerdict(
   const fact = runtimeClass(finalClass);
   if (fact.state === 'missing') {
     problems.push(
-      `RuntimeClass "${finalClass}" does not exist in the cluster, so the pod cannot be sandboxed; ask the cluster admin to create it (handler runsc)`,
+      `RuntimeClass "${finalClass}" does not exist in the cluster, so the pod cannot be sandboxed; a cluster admin must create it (kubectl get runtimeclass lists those that exist) or change runtimeClassName in the SandboxPolicy`,
     );
   } else if (fact.state === 'present') {
     if (fact.nodeSelector === undefined) {
-      warnings.push(`${WARNING_PREFIX}RuntimeClass "${finalClass}" has no scheduling: the pod may land on a node without its handler`);
+      warnings.push(`${WARNING_PREFIX}RuntimeClass "${finalClass}" has no scheduling: the pod may land on a node without ${fact.handler}`);
     } else {
       for (const [key, value] of Object.entries(fact.nodeSelector)) {
         const podValue = pod.nodeSelector[key];
         if (podValue !== undefined && podValue !== value) {
           problems.push(
-            `the pod's nodeSelector ${key}=${podValue} conflicts with RuntimeClass "${finalClass}" scheduling.nodeSelector ${key}=${value}`,
+            `the pod's nodeSelector ${key}=${podValue} conflicts with RuntimeClass "${finalClass}" scheduling.nodeSelector ${key}=${value}; remove ${key} from the pod's nodeSelector (the RuntimeClass sets it)`,
           );
         }
       }

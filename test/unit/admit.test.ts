@@ -166,7 +166,7 @@ describe('decision table (enforce mode)', () => {
     const cluster = facts({ classes: { gvisor: { state: 'present', handler: 'runsc', nodeSelector: undefined } } });
     const response = await run(podReview(), TENANT_POLICY, cluster);
     expect(response.allowed).toBe(true);
-    expect(response.warnings).toContain('sandbox-webhook: RuntimeClass "gvisor" has no scheduling: the pod may land on a node without its handler');
+    expect(response.warnings).toContain('sandbox-webhook: RuntimeClass "gvisor" has no scheduling: the pod may land on a node without runsc');
   });
 
   it('sandbox + a nodeSelector that conflicts with the RuntimeClass: 403 naming both values', async () => {
