@@ -16,7 +16,9 @@ import {
   expectRejected,
   kubernetesBinaryVersion,
   loadKubeConfig,
+  podCreateEvent,
   restartApiserver,
+  waitForAuditEvent,
   waitForPod,
 } from './harness/index.js';
 
@@ -75,6 +77,8 @@ describe('control plane', () => {
     expect(created.metadata?.uid).toBeTruthy();
     expect(created.spec?.runtimeClassName).toBeUndefined();
     expect(created.spec?.volumes ?? []).toEqual([]);
+    const event = await waitForAuditEvent(podCreateEvent(namespace, 'plain'));
+    expect(event.responseStatus?.code).toBe(201);
   });
 
   it('applies the gvisor RuntimeClass overhead, node selector and toleration when a pod names it', async () => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { ensureBinaries, linkBinaries, pinnedVersions, type BinaryName, type BinarySource, type PinnedVersions } from './harness/binaries.js';
+import { AUDIT_LOG_ENV } from './harness/audit.js';
 import { startControlPlane } from './harness/controlplane.js';
 import { CONTROL_TOKEN_ENV, CONTROL_URL_ENV, serveControlPlane } from './harness/remote.js';
 
@@ -28,6 +29,8 @@ declare module 'vitest' {
     binarySources: Record<BinaryName, BinarySource>;
     /** Milliseconds from nothing to a ready control plane (certificates, etcd, apiserver, scheduler). */
     controlPlaneStartMs: number;
+    /** The apiserver's audit log: pod requests at level Metadata (JSON lines). */
+    auditLogPath: string;
   }
 }
 
@@ -62,15 +65,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('pinnedVersions', pinnedVersions());
     project.provide('binarySources', binaries.sources);
     project.provide('controlPlaneStartMs', controlPlane.timings.totalMs);
+    project.provide('auditLogPath', controlPlane.auditLogPath);
 
     // Workers and every process they spawn inherit these.
     process.env.KUBECONFIG = controlPlane.kubeconfigPath;
     process.env.PATH = `${binDir}:${process.env.PATH ?? ''}`;
     process.env[CONTROL_URL_ENV] = control.url;
     process.env[CONTROL_TOKEN_ENV] = control.token;
+    process.env[AUDIT_LOG_ENV] = controlPlane.auditLogPath;
 
     return async () => {
-      for (const key of ['KUBECONFIG', 'PATH', CONTROL_URL_ENV, CONTROL_TOKEN_ENV]) {
+      for (const key of ['KUBECONFIG', 'PATH', CONTROL_URL_ENV, CONTROL_TOKEN_ENV, AUDIT_LOG_ENV]) {
         if (restoreEnv[key] === undefined) delete process.env[key];
         else process.env[key] = restoreEnv[key];
       }

@@ -55,6 +55,11 @@ export interface ControlPlane {
   readonly timings: ControlPlaneTimings;
   /** Log files, for post-mortems: etcd.log, kube-apiserver.log, kube-scheduler.log. */
   readonly logFiles: { etcd: string; apiserver: string; scheduler: string };
+  /**
+   * The apiserver's audit log (JSON lines, one audit.k8s.io/v1 Event each): pod requests at level
+   * Metadata, which carries the webhooks' audit annotations (`<webhook name>/<key>`).
+   */
+  readonly auditLogPath: string;
   /** GET a path on the apiserver as the admin; resolves with the status and the body. */
   get(path: string): Promise<{ status: number; body: string }>;
   /** Stops kube-apiserver (default SIGTERM; SIGKILL drops every connection without a goodbye). */
@@ -147,6 +152,16 @@ async function waitUntil(
   throw new Error(`${what}: not after ${timeoutMs} ms (${lastError}); last log lines of ${process.name}:\n${tail(process.logFile)}`);
 }
 
+// Pods only (what the webhook admits), at Metadata: enough for audit annotations, no request bodies.
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources: [{ group: "", resources: ["pods"] }]
+- level: None
+`;
+
 function kubeconfigYaml(server: string, certs: ControlPlaneCerts): string {
   const b64 = (file: string): string => readFileSync(file).toString('base64');
   // Data embedded, not file paths: the file stays valid wherever it is copied.
@@ -219,6 +234,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
     const apiserverUrl = `https://127.0.0.1:${apiserverPort}`;
     const kubeconfigPath = join(dir, 'kubeconfig');
+    const auditLogPath = join(logDir, 'audit.log');
+    const auditPolicyPath = join(dir, 'audit-policy.yaml');
+    writeFileSync(auditPolicyPath, AUDIT_POLICY);
     writeFileSync(kubeconfigPath, kubeconfigYaml(apiserverUrl, certs), { mode: 0o600 });
 
     etcd = startProcess({
@@ -275,6 +293,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       // Without it, a graceful stop (SIGTERM) hangs for more than 30 s on open watches
       // (kube-scheduler's, the webhook's informers); with it, they are closed within 2 s.
       '--shutdown-watch-termination-grace-period=2s',
+      `--audit-policy-file=${auditPolicyPath}`,
+      `--audit-log-path=${auditLogPath}`,
+      // Blocking: an event is in the file before the response reaches the client.
+      '--audit-log-mode=blocking',
       ...(options.apiserverArgs ?? []),
     ];
 
@@ -348,6 +370,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       certs,
       timings,
       logFiles,
+      auditLogPath,
       get: (path) => getUrl(`${apiserverUrl}${path}`, tls),
       stopApiserver,
       startApiserver,

@@ -1,4 +1,5 @@
 // The end-to-end harness: one import for test files.
+export * from './audit.js';
 export * from './binaries.js';
 export * from './cluster.js';
 export * from './controlplane.js';
