@@ -40,38 +40,20 @@ function isPodRequest(request: AdmissionRequest): boolean {
   return request.resource.group === '' && request.resource.resource === 'pods' && request.kind.kind === 'Pod';
 }
 
+/** The summary of a request the policy did not decide. */
+function undecided(request: AdmissionRequest, outcome: 'skipped' | 'error', reason: string): AdmissionSummary {
+  return { evaluated: false, namespace: request.namespace ?? '', pod: request.name ?? '', decision: 'none', rule: '', outcome, reason };
+}
+
 function skipped(request: AdmissionRequest, reason: string): AdmissionResult {
-  return {
-    response: { uid: request.uid, allowed: true },
-    summary: {
-      evaluated: false,
-      namespace: request.namespace ?? '',
-      pod: request.name ?? '',
-      decision: 'none',
-      rule: '',
-      outcome: 'skipped',
-      reason,
-    },
-  };
+  return { response: { uid: request.uid, allowed: true }, summary: undecided(request, 'skipped', reason) };
 }
 
 /** Fail closed: a review we cannot judge is denied in-band, so even failurePolicy Ignore cannot let it through. */
 export function rejected(request: AdmissionRequest, code: number, message: string): AdmissionResult {
   return {
-    response: {
-      uid: request.uid,
-      allowed: false,
-      status: { code, message: `sandbox-webhook: ${message}` },
-    },
-    summary: {
-      evaluated: false,
-      namespace: request.namespace ?? '',
-      pod: request.name ?? '',
-      decision: 'none',
-      rule: '',
-      outcome: 'error',
-      reason: message,
-    },
+    response: { uid: request.uid, allowed: false, status: { code, message: `sandbox-webhook: ${message}` } },
+    summary: undecided(request, 'error', message),
   };
 }
 
