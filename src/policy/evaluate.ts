@@ -4,7 +4,7 @@
 import type { Action, Policy, Rule } from './policy.js';
 import type { PodImage, PodView } from './pod.js';
 import { describeSelector, type Labels } from './selector.js';
-import { candidateRules } from './rule-index.js';
+import { candidateRules, firstMatch, type RuleIndex } from './rule-index.js';
 
 export interface NamespaceFacts {
   readonly name: string;
@@ -59,14 +59,13 @@ const UNKNOWN: Tri = 2;
 // every fact known (DESIGN.md), so among the outcomes still possible the strictest wins.
 const STRICTNESS: Record<Action, number> = { allow: 0, sandbox: 1, deny: 2 };
 
-function imageMatches(image: PodImage, rule: Rule, field: 'anyImage' | 'allImages'): Tri {
+function imageMatches(index: RuleIndex, image: PodImage, rule: Rule, field: 'anyImage' | 'allImages'): Tri {
   if (!image.parsed.ok) return UNKNOWN;
-  const ref = image.parsed.ref;
-  for (const pattern of rule.match[field] ?? []) if (pattern.matches(ref)) return YES;
-  return NO;
+  const patterns = rule.match[field];
+  return patterns && firstMatch(index, patterns, image.parsed.ref) ? YES : NO;
 }
 
-function matchRule(rule: Rule, namespace: NamespaceFacts, pod: PodView): Tri {
+function matchRule(index: RuleIndex, rule: Rule, namespace: NamespaceFacts, pod: PodView): Tri {
   const { match } = rule;
   let result: Tri = YES;
   if (match.namespaces && !match.namespaces.some((glob) => glob.matches(namespace.name))) return NO;
@@ -74,7 +73,7 @@ function matchRule(rule: Rule, namespace: NamespaceFacts, pod: PodView): Tri {
   if (match.anyImage) {
     let any: Tri = NO;
     for (const image of pod.images) {
-      const m = imageMatches(image, rule, 'anyImage');
+      const m = imageMatches(index, image, rule, 'anyImage');
       if (m === YES) {
         any = YES;
         break;
@@ -88,7 +87,7 @@ function matchRule(rule: Rule, namespace: NamespaceFacts, pod: PodView): Tri {
     // A pod without images proves nothing: it does not satisfy "every image is trusted".
     if (pod.images.length === 0) return NO;
     for (const image of pod.images) {
-      const m = imageMatches(image, rule, 'allImages');
+      const m = imageMatches(index, image, rule, 'allImages');
       if (m === NO) return NO;
       if (m === UNKNOWN) result = UNKNOWN;
     }
@@ -100,7 +99,7 @@ function matchRule(rule: Rule, namespace: NamespaceFacts, pod: PodView): Tri {
   return result;
 }
 
-function explainMatch(rule: Rule, namespace: NamespaceFacts, pod: PodView): string {
+function explainMatch(index: RuleIndex, rule: Rule, namespace: NamespaceFacts, pod: PodView): string {
   const { match } = rule;
   const parts: string[] = [];
   if (match.namespaces) {
@@ -112,9 +111,9 @@ function explainMatch(rule: Rule, namespace: NamespaceFacts, pod: PodView): stri
   }
   if (match.podSelector) parts.push(`pod labels match ${describeSelector(match.podSelector.selector)}`);
   if (match.anyImage) {
-    const hit = pod.images.find((image) => imageMatches(image, rule, 'anyImage') === YES);
+    const hit = pod.images.find((image) => imageMatches(index, image, rule, 'anyImage') === YES);
     if (hit && hit.parsed.ok) {
-      const pattern = match.anyImage.find((p) => hit.parsed.ok && p.matches(hit.parsed.ref));
+      const pattern = firstMatch(index, match.anyImage, hit.parsed.ref);
       parts.push(`image "${hit.parsed.ref.normalized}" (${hit.path}) matches "${pattern?.source ?? '?'}"`);
     }
   }
@@ -141,7 +140,7 @@ export function decide(policy: Policy, namespace: NamespaceFacts, pod: PodView):
   let certain = false;
   let uncertainty: string | undefined;
   for (const rule of candidateRules(policy.index, namespace.name, pod)) {
-    const m = matchRule(rule, namespace, pod);
+    const m = matchRule(policy.index, rule, namespace, pod);
     if (m === NO) continue;
     if (!chosen || STRICTNESS[rule.action] > STRICTNESS[chosen.action]) chosen = rule;
     if (m === YES) {
@@ -161,12 +160,12 @@ export function decide(policy: Policy, namespace: NamespaceFacts, pod: PodView):
       failSafe,
     };
   }
-  const sure = certain && matchRule(chosen, namespace, pod) === YES;
+  const sure = certain && matchRule(policy.index, chosen, namespace, pod) === YES;
   return {
     action: chosen.action,
     rule: chosen.name,
     runtimeClassName: chosen.runtimeClassName,
-    reason: sure ? explainMatch(chosen, namespace, pod) : `rule "${chosen.name}" may match`,
+    reason: sure ? explainMatch(policy.index, chosen, namespace, pod) : `rule "${chosen.name}" may match`,
     failSafe,
   };
 }
