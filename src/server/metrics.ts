@@ -6,6 +6,13 @@ import type { AdmissionSummary } from '../admission/admit.js';
 // The apiserver's own webhook latency buckets (apiserver/admission/metrics), in seconds.
 export const ADMISSION_BUCKETS_SECONDS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10];
 
+/** The informers cluster/ runs; their series exist from the start (0 = not synced), also offline. */
+export const INFORMER_RESOURCES = ['namespaces', 'runtimeclasses'] as const;
+
+/** Why a review was denied fail-closed without a decision. */
+export type FailClosedReason = 'overloaded' | 'deadline' | 'internal_error';
+const FAIL_CLOSED_REASONS: readonly FailClosedReason[] = ['overloaded', 'deadline', 'internal_error'];
+
 export class Metrics {
   readonly registry = new Registry();
   readonly admissions = new Counter({
@@ -23,13 +30,19 @@ export class Metrics {
   });
   readonly rejectedRequests = new Counter({
     name: 'sandbox_webhook_http_rejected_total',
-    help: 'HTTP requests rejected before admission (malformed, too large, wrong type, overload), by status code.',
+    help: 'HTTP requests rejected with an HTTP error before admission (malformed, too large, wrong type), by status code.',
     labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly failClosed = new Counter({
+    name: 'sandbox_webhook_admission_fail_closed_total',
+    help: 'Reviews denied in-band without a decision, by reason (overloaded: shed at once; deadline: no decision in time; internal_error).',
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
   readonly policyReloads = new Counter({
     name: 'sandbox_webhook_policy_reloads_total',
-    help: 'Policy loads after start, by result (success, failure).',
+    help: 'Policy reloads after start, by result (success; failure: unreadable or invalid, the previous policy stays).',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
@@ -68,7 +81,7 @@ export class Metrics {
   });
   readonly certificateReloads = new Counter({
     name: 'sandbox_webhook_tls_certificate_reloads_total',
-    help: 'Serving certificate reloads, by result (success, failure).',
+    help: 'Serving certificate reloads, by result (success; failure: unreadable or invalid, the current certificate stays).',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
@@ -80,6 +93,17 @@ export class Metrics {
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+    // Every series an alert may use exists from the start, at zero: a counter that appears only on
+    // its first increment hides that first increment from rate() and increase().
+    for (const result of ['success', 'failure']) {
+      this.policyReloads.inc({ result }, 0);
+      this.certificateReloads.inc({ result }, 0);
+    }
+    for (const reason of FAIL_CLOSED_REASONS) this.failClosed.inc({ reason }, 0);
+    for (const resource of INFORMER_RESOURCES) {
+      this.informerSynced.set({ resource }, 0);
+      this.informerRestarts.inc({ resource }, 0);
+    }
   }
 
   observeAdmission(operation: string, mode: string, summary: AdmissionSummary, durationSeconds: number): void {
