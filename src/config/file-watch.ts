@@ -1,7 +1,9 @@
 // Watches files that Kubernetes mounts from ConfigMaps and Secrets. The kubelet updates such a
-// volume by writing a new timestamped directory and swapping the `..data` symlink, so a watch on the
-// file's inode goes stale after the first update. Instead: watch the parent directory for any event,
-// and poll as a backstop; on either, compare the files' contents to what was last seen.
+// volume by writing a new timestamped directory and renaming a `..data_tmp` symlink over `..data`
+// (pkg/volume/util/atomic_writer.go), so a watch on the file's inode goes stale after the first
+// update. Instead: watch the parent directory for any event, and poll as a backstop (inotify is not
+// available everywhere, and a subPath mount gets no events); on either, compare the files' contents
+// to what was last seen.
 
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
@@ -14,9 +16,14 @@ export interface FileWatch {
   check(): Promise<void>;
 }
 
+/** Directory events come in bursts (new directory, symlink, rename, removal): read once after them. */
+const SETTLE_MS = 50;
+
 /**
- * Calls `onChange(contents)` when the contents of any of `paths` differ from the last call (the
- * first check establishes the baseline and does not call). Read errors are passed to `onError`.
+ * Calls `onChange(contents)` once for each new set of contents of `paths` (in the order given).
+ * `initial` is the contents already in use; without it, the first read sets the baseline and does
+ * not call. A failed read or a throwing `onChange` goes to `onError`; the same read error is
+ * reported once, not on every poll, until the files can be read again.
  */
 export function watchFiles(
   paths: readonly string[],
@@ -26,50 +33,66 @@ export function watchFiles(
   initial?: readonly Buffer[],
 ): FileWatch {
   let lastDigest = initial ? digest(initial) : undefined;
+  let lastReadError: string | undefined;
   let running: Promise<void> | undefined;
-  let again = false;
   let closed = false;
 
   const run = async (): Promise<void> => {
+    let contents: Buffer[];
     try {
-      const contents = await Promise.all(paths.map((path) => readFile(path)));
-      const current = digest(contents);
-      if (lastDigest === undefined) {
-        lastDigest = current;
-        return;
+      contents = await Promise.all(paths.map((path) => readFile(path)));
+    } catch (error) {
+      const message = (error as Error).message;
+      if (message !== lastReadError) {
+        lastReadError = message;
+        onError(error as Error);
       }
-      if (current === lastDigest) return;
+      return;
+    }
+    lastReadError = undefined;
+    const current = digest(contents);
+    if (lastDigest === undefined) {
       lastDigest = current;
+      return;
+    }
+    if (current === lastDigest || closed) return;
+    // Recorded before onChange runs: content that onChange rejects is not offered again on every
+    // poll, only when it changes (a rotation that writes files one by one changes them again).
+    lastDigest = current;
+    try {
       await onChange(contents);
     } catch (error) {
       onError(error as Error);
     }
   };
 
-  const check = async (): Promise<void> => {
-    if (closed) return;
-    if (running) {
-      again = true;
+  let queued: Promise<void> | undefined;
+  const check = (): Promise<void> => {
+    if (closed) return Promise.resolve();
+    if (!running) {
+      running = run().finally(() => {
+        running = undefined;
+      });
       return running;
     }
-    running = run().finally(() => {
-      running = undefined;
-      if (again && !closed) {
-        again = false;
-        void check();
-      }
+    // A read under way may predate the change that prompted this call: queue one more read after
+    // it (one for all callers meanwhile), and let the caller wait for that one.
+    queued ??= running.then(() => {
+      queued = undefined;
+      return check();
     });
-    return running;
+    return queued;
   };
 
-  let debounce: NodeJS.Timeout | undefined;
+  let settle: NodeJS.Timeout | undefined;
   const watchers: FSWatcher[] = [];
   for (const dir of new Set(paths.map((path) => dirname(path)))) {
     try {
       const watcher = watch(dir, { persistent: false }, () => {
-        clearTimeout(debounce);
-        debounce = setTimeout(() => void check(), 50);
+        clearTimeout(settle);
+        settle = setTimeout(() => void check(), SETTLE_MS);
       });
+      // Polling below still notices changes.
       watcher.on('error', () => watcher.close());
       watchers.push(watcher);
     } catch {
@@ -85,7 +108,7 @@ export function watchFiles(
     close() {
       closed = true;
       clearInterval(timer);
-      clearTimeout(debounce);
+      clearTimeout(settle);
       for (const watcher of watchers) watcher.close();
     },
   };
