@@ -3,8 +3,9 @@
 // policy and certificate fresh and shuts down gracefully.
 
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { Server as HttpsServer } from 'node:https';
 import { resolve } from 'node:path';
-import type { Server as TlsServer } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { offlineFacts } from './admission/facts.js';
 import { connectCluster } from './cluster/index.js';
@@ -14,7 +15,7 @@ import { loadPolicyFile, parsePolicyText } from './config/policy-file.js';
 import type { Policy } from './policy/policy.js';
 import { buildApp, type Readiness } from './server/app.js';
 import { Metrics } from './server/metrics.js';
-import { checkCertificate, loadCertificate, type ServingCertificate } from './server/tls.js';
+import { checkCertificate, loadCertificate, secureContextOptions, type ServingCertificate } from './server/tls.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(resolve(packageRoot(), 'package.json'), 'utf8')) as { version: string };
@@ -43,6 +44,9 @@ async function main(): Promise<number> {
 async function run(options: Options, logger: Logger): Promise<number> {
   const metrics = new Metrics({ processMetrics: true });
 
+  // The bytes the reload watch compares against, read before the policy is loaded: a change in
+  // between then shows up as a change (at worst one needless reload), never as no change.
+  const policyBaseline = await readFile(options.policyFile).catch(() => undefined);
   const loaded = await loadPolicyFile(options.policyFile);
   for (const warning of loaded.warnings) logger.warn({ policyFile: options.policyFile }, `policy: ${warning}`);
   if (!loaded.ok) {
@@ -88,13 +92,10 @@ async function run(options: Options, logger: Logger): Promise<number> {
     cluster: cluster?.facts ?? offlineFacts,
     metrics,
     readiness,
-    tls: { key: certificate.key, cert: certificate.cert },
+    draining: () => shuttingDown,
+    tls: certificate,
     logger,
     requestTimeoutMs: options.requestTimeoutMs,
-  });
-  app.addHook('onRequest', async (_request, reply) => {
-    // While draining, ask clients to open new connections (to another replica) after this answer.
-    if (shuttingDown) void reply.header('connection', 'close');
   });
 
   const policyWatch = watchFiles(
@@ -118,28 +119,37 @@ async function run(options: Options, logger: Logger): Promise<number> {
       metrics.policyReloads.inc({ result: 'failure' });
       logger.error({ err: error, policyFile: options.policyFile }, 'policy reload failed; the previous policy stays in force');
     },
+    policyBaseline ? [policyBaseline] : undefined,
   );
 
   const certificateWatch = watchFiles(
     [options.tlsCertFile, options.tlsKeyFile],
     options.reloadIntervalMs,
     ([cert, key]) => {
+      let next: ServingCertificate;
       try {
-        const next = checkCertificate(key as Buffer, cert as Buffer);
-        (app.server as unknown as TlsServer).setSecureContext({ key: next.key, cert: next.cert, minVersion: 'TLSv1.2' });
-        certificate = next;
-        metrics.certificateExpiry.set(next.notAfter.getTime() / 1000);
-        metrics.certificateReloads.inc({ result: 'success' });
-        logger.info({ notAfter: next.notAfter.toISOString(), fingerprint256: next.fingerprint256 }, 'serving certificate reloaded');
+        next = checkCertificate(key as Buffer, cert as Buffer);
       } catch (error) {
-        // A rotation writes key and certificate one after the other: a mismatch is retried on the
-        // next change or poll, and the current certificate keeps serving meanwhile.
+        // A rotation that writes key and certificate one after the other (not a kubelet volume
+        // swap) can be read half done: the mismatch resolves on the next change, and the current
+        // certificate keeps serving meanwhile.
         metrics.certificateReloads.inc({ result: 'failure' });
-        logger.warn({ err: error }, 'serving certificate not reloaded; keeping the current one');
-        throw error;
+        logger.warn({ err: error, certFile: options.tlsCertFile }, 'serving certificate not reloaded; keeping the current one');
+        return;
       }
+      // Only new connections get the new context; connections already open keep theirs, so no
+      // request in flight fails.
+      (app.server as HttpsServer).setSecureContext(secureContextOptions(next));
+      certificate = next;
+      metrics.certificateExpiry.set(next.notAfter.getTime() / 1000);
+      metrics.certificateReloads.inc({ result: 'success' });
+      logger.info({ notAfter: next.notAfter.toISOString(), fingerprint256: next.fingerprint256 }, 'serving certificate reloaded');
     },
-    () => undefined,
+    (error) => {
+      metrics.certificateReloads.inc({ result: 'failure' });
+      logger.warn({ err: error, certFile: options.tlsCertFile }, 'serving certificate not reloaded; keeping the current one');
+    },
+    [certificate.cert, certificate.key],
   );
 
   try {
@@ -168,22 +178,31 @@ async function run(options: Options, logger: Logger): Promise<number> {
     const shutdown = (signal: NodeJS.Signals): void => {
       if (shuttingDown) return;
       shuttingDown = true;
-      logger.info({ signal, delayMs: options.shutdownDelayMs }, 'shutting down: unready, draining');
-      // Stay up while endpoints and load balancers stop sending here, then stop accepting and let
-      // requests in flight finish; a hard deadline keeps us inside the pod's grace period.
-      const hardStop = setTimeout(() => {
-        logger.error('shutdown deadline passed; exiting');
-        resolveExit(1);
-      }, options.shutdownDelayMs + 15_000);
-      hardStop.unref();
+      const startedAt = performance.now();
+      const elapsedMs = (): number => Math.round(performance.now() - startedAt);
+      // The pod is being deleted: endpoints and kube-proxy stop sending here within a few seconds,
+      // and until then reviews keep arriving and must be answered. So: report unready, keep
+      // serving (each answer closes its connection), and only after the delay stop listening.
+      logger.info({ signal, delayMs: options.shutdownDelayMs }, 'shutting down: unready, still serving until the delay ends');
       setTimeout(() => {
+        logger.info({ elapsedMs: elapsedMs() }, 'shutting down: stopped listening; finishing requests in flight');
         policyWatch.close();
         certificateWatch.close();
+        // Every review in flight ends within its own deadline; past that plus a margin, something
+        // is stuck: close what is left and exit rather than be killed at the end of the grace period.
+        const drainLimitMs = options.requestTimeoutMs + 2000;
+        const drainTimer = setTimeout(() => {
+          logger.error({ elapsedMs: elapsedMs(), drainLimitMs }, 'shutting down: requests still open after the drain limit; closing them');
+          (app.server as HttpsServer).closeAllConnections();
+          resolveExit(1);
+        }, drainLimitMs);
+        drainTimer.unref();
         void app
           .close()
           .then(() => cluster?.stop())
           .then(() => {
-            logger.info('shutdown complete');
+            clearTimeout(drainTimer);
+            logger.info({ elapsedMs: elapsedMs() }, 'shutdown complete');
             resolveExit(0);
           })
           .catch((error: unknown) => {
