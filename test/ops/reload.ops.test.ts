@@ -130,6 +130,10 @@ describe('hot reload under load (node dist/main.js, real TLS sockets)', () => {
       changeToEffectMs: Math.round(effectAt! - swappedAt),
       requestsDuringStep: load.exchanges.length - before,
       newConnectionsAfter: after.length,
+      // Connections opened before the rotation keep their certificate and keep working.
+      requestsOnOlderConnectionsAfter: load.exchanges
+        .slice(before)
+        .filter((x) => x.reusedSocket && x.sentAt > effectAt! && x.fingerprint256 === first.fingerprint256).length,
     });
   });
 
@@ -207,13 +211,18 @@ describe('hot reload under load (node dist/main.js, real TLS sockets)', () => {
     expect(typeof line.durationMs).toBe('number');
     expect(webhook.logs.filter((l) => l.uid === uid)).toHaveLength(1);
     expect(webhook.output()).not.toContain('s3cr3t');
-    // One line per decision for the load too.
-    const answered = load.exchanges.filter((x) => x.answer).length;
-    expect(webhook.logs.filter((l) => l.msg === 'admission').length).toBeGreaterThanOrEqual(answered);
   });
 
-  it('finished the whole run without a failed request', async () => {
+  it('finished the whole run without a failed request, with one log line per answer', async () => {
     const exchanges = await load.stop();
+    // Log lines arrive through a pipe, a little after the answers they describe.
+    const answered = exchanges.filter((x) => x.answer).map((x) => x.uid);
+    const unlogged = (): string[] => {
+      const logged = new Set(webhook.logs.filter((l) => l.msg === 'admission').map((l) => l.uid));
+      return answered.filter((uid) => !logged.has(uid));
+    };
+    for (let i = 0; i < 100 && unlogged().length > 0; i++) await sleep(50);
+    expect(unlogged()).toEqual([]);
     const latencies = exchanges.map((x) => x.receivedAt - x.sentAt);
     report('reload-load', {
       workers: WORKERS,
