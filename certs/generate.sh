@@ -43,11 +43,13 @@ subjectAltName = DNS:$service, DNS:$service.$namespace, DNS:$service.$namespace.
 CNF
 
 umask 077
-openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days "$days" \
+# ECDSA P-256: a TLS handshake costs the server a fraction of an RSA-2048 one, which matters when
+# the apiserver opens many connections at once.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days "$days" \
   -subj "/CN=sandbox-webhook development CA" \
   -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
   -keyout "$tmp/ca.key" -out "$tmp/ca.crt" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$service.$namespace.svc" \
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -subj "/CN=$service.$namespace.svc" \
   -keyout "$tmp/tls.key" -out "$tmp/tls.csr" 2>/dev/null
 openssl x509 -req -sha256 -days "$days" -in "$tmp/tls.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" \
   -CAcreateserial -extfile "$tmp/ext.cnf" -out "$tmp/tls.crt" 2>/dev/null

@@ -55,6 +55,7 @@ Options (environment variable in brackets):
   --offline               do not contact a cluster even if a kubeconfig is found (OFFLINE=true)
   --shutdown-delay-seconds N  stay up unready this long after SIGTERM (SHUTDOWN_DELAY_SECONDS) [5]
   --request-timeout-ms N  answer fail-closed after this long (REQUEST_TIMEOUT_MS) [2500]
+  --reload-interval-ms N  poll the policy and certificate files this often (RELOAD_INTERVAL_MS) [2000]
   -h, --help              this text
   --version               the version
 `;
