@@ -75,6 +75,7 @@ describe('sandboxPatch gives the whole-pod diff', () => {
     ['a pod with null annotations', { metadata: { annotations: null }, spec: {} }],
     ['a pod with an empty runtimeClassName', { metadata: {}, spec: { runtimeClassName: '' } }],
     ['a pod without spec', { metadata: { name: 'a' } }],
+    ['a pod with an annotation named __proto__', JSON.parse('{"metadata": {"annotations": {"__proto__": "x", "a": "b"}}, "spec": {}}') as Json],
   ];
   for (const [name, pod] of shapes) {
     it(`on ${name}`, () => expectSamePatch(pod));
