@@ -59,8 +59,8 @@ function optionalString(value: unknown, path: string): string | undefined {
 function stringMap(value: unknown, path: string): Labels {
   const map = optionalObject(value, path);
   if (!map) return {};
-  for (const [key, v] of Object.entries(map)) {
-    if (typeof v !== 'string') throw new ShapeError(`${path}.${key}: expected a string`);
+  for (const key of Object.keys(map)) {
+    if (typeof map[key] !== 'string') throw new ShapeError(`${path}.${key}: expected a string`);
   }
   return map as Labels;
 }
@@ -72,6 +72,27 @@ function optionalBoolean(value: unknown, path: string): boolean {
 }
 
 const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+
+// Pods repeat images (every replica of a Deployment, the same sidecars in every namespace): each
+// reference is parsed once and its frozen result shared. Bounded, so that references sent to fill
+// it cost at most this much memory; when full it starts over.
+const PARSED_IMAGES = new Map<string, ParsedImage>();
+const PARSED_IMAGES_MAX_ENTRIES = 4096;
+const PARSED_IMAGE_MAX_CHARS = 512;
+
+function parseImageOnce(image: string): ParsedImage {
+  let parsed = PARSED_IMAGES.get(image);
+  if (parsed === undefined) {
+    parsed = parseImage(image);
+    if (parsed.ok) Object.freeze(parsed.ref);
+    Object.freeze(parsed);
+    if (image.length <= PARSED_IMAGE_MAX_CHARS) {
+      if (PARSED_IMAGES.size >= PARSED_IMAGES_MAX_ENTRIES) PARSED_IMAGES.clear();
+      PARSED_IMAGES.set(image, parsed);
+    }
+  }
+  return parsed;
+}
 
 export function readPod(object: unknown): ReadPodResult {
   try {
@@ -101,7 +122,7 @@ export function readPod(object: unknown): ReadPodResult {
         const container = optionalObject(entry, path) ?? {};
         const containerName = optionalString(container.name, `${path}.name`) ?? '';
         const image = optionalString(container.image, `${path}.image`) ?? '';
-        images.push({ path: `${path}.image`, container: containerName, image, parsed: parseImage(image) });
+        images.push({ path: `${path}.image`, container: containerName, image, parsed: parseImageOnce(image) });
         const securityContext = optionalObject(container.securityContext, `${path}.securityContext`);
         if (securityContext && optionalBoolean(securityContext.privileged, `${path}.securityContext.privileged`)) {
           incompatibilities.push(`${path}.securityContext.privileged (container "${containerName}")`);
