@@ -66,7 +66,9 @@ function repositoryPrefixes(repository: string, visit: (prefix: string) => void)
   visit(`${repository}/`);
 }
 
-// Up to this many patterns a list is scanned in order: a handful of comparisons beat any lookup.
+// Up to this many rules, or patterns in a list, are tried in order: a handful of comparisons beat
+// the lookups and the set that collect candidates.
+const SCAN_MAX_RULES = 16;
 const SCAN_MAX_PATTERNS = 8;
 
 function scanList(patterns: readonly ImagePattern[]): PatternList {
@@ -151,7 +153,8 @@ export function firstMatch(index: RuleIndex, patterns: readonly ImagePattern[], 
 
 /** The rules that can match this pod, in policy order. */
 export function candidateRules(index: RuleIndex, namespace: string, pod: PodView): readonly Rule[] {
-  // Small policies: the index saves nothing.
+  // Small policies: trying every rule costs less than collecting candidates.
+  if (index.size <= SCAN_MAX_RULES) return index.all;
   if (index.general.length === index.size) return index.general;
   // An image that cannot be parsed has no prefix, yet image rules may still match it (decided
   // fail-safe in evaluate.ts): every rule must be considered.

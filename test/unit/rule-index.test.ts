@@ -6,6 +6,7 @@ import { patternsPolicy, rulesPolicy } from '../../bench/scaling.js';
 import { decide, type Decision } from '../../src/policy/evaluate.js';
 import { readPod, type PodView } from '../../src/policy/pod.js';
 import { compilePolicy, type Policy } from '../../src/policy/policy.js';
+import { candidateRules } from '../../src/policy/rule-index.js';
 
 function compile(document: unknown): Policy {
   const result = compilePolicy(document);
@@ -35,8 +36,11 @@ const document = (rules: unknown[]): unknown => ({
   spec: { defaultAction: 'sandbox', rules },
 });
 
-// A namespace rule first, so that the index is in use (a policy of general rules only skips it).
-const SYSTEM = { name: 'system', match: { namespaces: ['kube-system'] }, action: 'allow' };
+// Namespace rules first, so that the index is in use: small policies skip it and try every rule.
+const SYSTEM = [
+  { name: 'system', match: { namespaces: ['kube-system'] }, action: 'allow' },
+  ...Array.from({ length: 20 }, (_, i) => ({ name: `team-${i}`, match: { namespaces: [`team-${i}`] }, action: 'sandbox' })),
+];
 
 describe('an indexed image rule decides as a scan does', () => {
   const cases: [string, string, string, Decision['action']][] = [
@@ -53,7 +57,7 @@ describe('an indexed image rule decides as a scan does', () => {
   ];
   for (const [name, pattern, image, expected] of cases) {
     it(`${name}: ${pattern} vs ${image}`, () => {
-      const policy = compile(document([SYSTEM, { name: 'blocked', match: { anyImage: [pattern] }, action: 'deny' }]));
+      const policy = compile(document([...SYSTEM, { name: 'blocked', match: { anyImage: [pattern] }, action: 'deny' }]));
       const [indexed, scan] = decideBoth(policy, 'tenant-a', podWith([image]));
       expect(indexed).toEqual(scan);
       expect(indexed.action).toBe(expected);
@@ -62,7 +66,7 @@ describe('an indexed image rule decides as a scan does', () => {
     it(`${name}, as one of a long pattern list: ${pattern} vs ${image}`, () => {
       const list = Array.from({ length: 40 }, (_, i) => `mirror-${i}.example.org/**`);
       list.splice(20, 0, pattern);
-      const policy = compile(document([SYSTEM, { name: 'blocked', match: { anyImage: list }, action: 'deny' }]));
+      const policy = compile(document([...SYSTEM, { name: 'blocked', match: { anyImage: list }, action: 'deny' }]));
       const [indexed, scan] = decideBoth(policy, 'tenant-a', podWith(['busybox:1', image]));
       expect(indexed).toEqual(scan);
       expect(indexed.action).toBe(expected);
@@ -71,11 +75,16 @@ describe('an indexed image rule decides as a scan does', () => {
 
   it('the reason names the first pattern in list order that matches, as a scan does', () => {
     const list = ['registry.example.com/**', ...Array.from({ length: 20 }, (_, i) => `mirror-${i}.example.org/**`), 'registry.example.com/team-a/**'];
-    const policy = compile(document([SYSTEM, { name: 'blocked', match: { anyImage: list }, action: 'deny' }]));
+    const policy = compile(document([...SYSTEM, { name: 'blocked', match: { anyImage: list }, action: 'deny' }]));
     const [indexed, scan] = decideBoth(policy, 'tenant-a', podWith(['registry.example.com/team-a/x:1']));
     expect(indexed).toEqual(scan);
     expect(indexed.reason).toContain('matches "registry.example.com/**"');
   });
+});
+
+it('the policies above use the index: a review gets fewer candidates than rules', () => {
+  const policy = compile(document([...SYSTEM, { name: 'blocked', match: { anyImage: ['evil.example.net/**'] }, action: 'deny' }]));
+  expect(candidateRules(policy.index, 'team-3', podWith(['evil.example.net/x:1'])).map((rule) => rule.name)).toEqual(['team-3', 'blocked']);
 });
 
 describe('large generated policies decide as a scan does', () => {
