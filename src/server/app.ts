@@ -71,6 +71,10 @@ function errorBody(statusCode: number, message: string): ErrorBody {
 
 const ROUTES: Record<string, string> = { '/mutate': 'POST', '/healthz': 'GET', '/readyz': 'GET', '/metrics': 'GET' };
 
+const PENDING = Symbol('pending');
+/** Loses a race to any promise listed before it that has already settled. */
+const NOT_SETTLED = Promise.resolve<typeof PENDING>(PENDING);
+
 function timeout<T>(ms: number, onTimeout: () => T): { promise: Promise<T>; cancel: () => void } {
   let timer: NodeJS.Timeout | undefined;
   const promise = new Promise<T>((resolve) => {
@@ -232,16 +236,25 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       } else {
         inFlight += 1;
         options.metrics.inFlight.set(inFlight);
-        const deadline = timeout(leftMs, () =>
-          failClosed(admission, 'deadline', 500, `no decision within ${Math.round(budgetMs)} ms; denied fail-closed, retry the request`),
-        );
+        const decided = admit(admission, policy, options.cluster);
+        let deadline: { promise: Promise<AdmissionResult>; cancel: () => void } | undefined;
         try {
-          result = await Promise.race([admit(admission, policy, options.cluster), deadline.promise]);
+          // Most reviews are decided without waiting on the cluster: their promise has settled
+          // already and wins this race, and they need no deadline timer.
+          const settled = await Promise.race([decided, NOT_SETTLED]);
+          if (settled !== PENDING) {
+            result = settled;
+          } else {
+            deadline = timeout(leftMs, () =>
+              failClosed(admission, 'deadline', 500, `no decision within ${Math.round(budgetMs)} ms; denied fail-closed, retry the request`),
+            );
+            result = await Promise.race([decided, deadline.promise]);
+          }
         } catch (error) {
           request.log.error({ err: error, uid: admission.uid }, 'admission failed');
           result = failClosed(admission, 'internal_error', 500, 'internal error while deciding; denied fail-closed');
         } finally {
-          deadline.cancel();
+          deadline?.cancel();
           inFlight -= 1;
           options.metrics.inFlight.set(inFlight);
         }
