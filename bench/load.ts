@@ -140,6 +140,8 @@ export interface LoadSample {
   readonly errors: number;
   readonly timeouts: number;
   readonly non2xx: number;
+  /** paced runs: requests that found every connection busy and waited for one */
+  readonly queued: number;
 }
 
 export interface LoadResult {
@@ -151,6 +153,7 @@ export interface LoadResult {
   readonly errors: number;
   readonly timeouts: number;
   readonly non2xx: number;
+  readonly queued: number;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -195,6 +198,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadSample> {
     errors: result.errors,
     timeouts: result.timeouts,
     non2xx: result.non2xx,
+    queued: 0,
   };
 }
 
@@ -221,5 +225,6 @@ export function summarize(samples: readonly LoadSample[]): LoadResult {
     errors: samples.reduce((n, s) => n + s.errors, 0),
     timeouts: samples.reduce((n, s) => n + s.timeouts, 0),
     non2xx: samples.reduce((n, s) => n + s.non2xx, 0),
+    queued: samples.reduce((n, s) => n + s.queued, 0),
   };
 }

@@ -31,6 +31,7 @@ import {
   type LoadSample,
   type ServerProcess,
 } from './load.js';
+import { runPaced } from './paced.js';
 import { runScaling, SCALES, type ScalingPoint } from './scaling.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -133,11 +134,11 @@ function printScaling(points: readonly ScalingPoint[]): void {
 }
 
 function printLoad(results: readonly ScenarioResult[], rss: { webhook: number; baseline: number }, connections: number): void {
-  const widths = [10, 8, 8, 6, 8, 8, 6, 8, 8, 8, 7, 8, 8];
+  const widths = [10, 8, 8, 6, 8, 8, 6, 8, 8, 8, 7, 8, 8, 8];
   console.log(`\nLoad over HTTPS, ${connections} keep-alive connections, no pipelining (reviews/s; latency ms; CPU us per review)`);
-  console.log(row(['', 'saturation', '', '', '', '', '', '', '', '', 'half saturation', '', ''], widths));
+  console.log(row(['', 'saturation', '', '', '', '', '', '', '', '', 'half saturation, paced', '', '', ''], widths));
   console.log(
-    row(['scenario', 'webhook', 'null', 'ratio', 'cpu', 'null cpu', 'ratio', 'p50', 'p99', 'null p99', 'rate/s', 'p50', 'p99'], widths),
+    row(['scenario', 'webhook', 'null', 'ratio', 'cpu', 'null cpu', 'ratio', 'p50', 'p99', 'null p99', 'rate/s', 'p50', 'p99', 'null p99'], widths),
   );
   for (const r of results) {
     const { webhook, baseline } = r.saturation;
@@ -157,6 +158,7 @@ function printLoad(results: readonly ScenarioResult[], rss: { webhook: number; b
           String(r.fixedRatePerSecond),
           fmt(r.fixedRate.webhook.latencyMs.p50, 2),
           fmt(r.fixedRate.webhook.latencyMs.p99, 2),
+          fmt(r.fixedRate.baseline.latencyMs.p99, 2),
         ],
         widths,
       ),
@@ -220,23 +222,13 @@ function checkTargets(points: readonly ScalingPoint[], results: readonly Scenari
 async function alternate(
   webhook: ServerProcess,
   baseline: ServerProcess,
-  options: { bodies: readonly string[]; connections: number; durationSeconds: number; rounds: number; overallRate?: number },
+  rounds: number,
+  run: (server: ServerProcess) => Promise<LoadSample>,
 ): Promise<{ webhook: LoadResult; baseline: LoadResult }> {
   const samples = { webhook: [] as LoadSample[], baseline: [] as LoadSample[] };
-  const seconds = options.durationSeconds / options.rounds;
-  for (let round = 0; round < options.rounds; round++) {
-    for (const [key, server] of [['webhook', webhook], ['baseline', baseline]] as const) {
-      samples[key].push(
-        await runLoad({
-          port: server.port,
-          pid: server.child.pid ?? 0,
-          bodies: options.bodies,
-          connections: options.connections,
-          durationSeconds: seconds,
-          ...(options.overallRate ? { overallRate: options.overallRate } : {}),
-        }),
-      );
-    }
+  for (let round = 0; round < rounds; round++) {
+    samples.webhook.push(await run(webhook));
+    samples.baseline.push(await run(baseline));
   }
   return { webhook: summarize(samples.webhook), baseline: summarize(samples.baseline) };
 }
@@ -246,26 +238,36 @@ async function loadRuns(
   fixtures: readonly Fixture[],
   webhook: ServerProcess,
   baseline: ServerProcess,
+  ca: Buffer,
   durationSeconds: number,
   connections: number,
 ): Promise<ScenarioResult[]> {
   const byName = new Map(fixtures.map((f) => [f.name, f]));
   const results: ScenarioResult[] = [];
+  // Both servers start cold: let the JIT optimise their paths on every fixture first.
+  process.stdout.write('warm-up: every fixture, 3 s each server\n');
+  await alternate(webhook, baseline, 1, (server) =>
+    runLoad({ port: server.port, pid: server.child.pid ?? 0, bodies: fixtures.map((f) => f.body), connections, durationSeconds: 3 }),
+  );
   for (const scenario of scenarios) {
     const bodies = scenario.fixtures.map((name) => {
       const fixture = byName.get(name);
       if (!fixture) throw new Error(`no fixture ${name}`);
       return fixture.body;
     });
-    const load = { bodies, connections, rounds: 2 };
+    const rounds = 2;
+    const saturated = (seconds: number) => (server: ServerProcess) =>
+      runLoad({ port: server.port, pid: server.child.pid ?? 0, bodies, connections, durationSeconds: seconds });
     process.stdout.write(`load ${scenario.name}: warm-up`);
-    await alternate(webhook, baseline, { ...load, durationSeconds: 1, rounds: 1 });
+    await alternate(webhook, baseline, 1, saturated(1));
     process.stdout.write(', saturation');
-    const saturation = await alternate(webhook, baseline, { ...load, durationSeconds });
-    // The same fixed load for both: half of what the webhook sustains.
+    const saturation = await alternate(webhook, baseline, rounds, saturated(durationSeconds / rounds));
+    // The same paced load for both: half of what the webhook sustains.
     const rate = Math.max(1, Math.round(saturation.webhook.throughputPerSecond / 2));
-    process.stdout.write(`, ${rate}/s`);
-    const fixedRate = await alternate(webhook, baseline, { ...load, durationSeconds, overallRate: rate });
+    process.stdout.write(`, ${rate}/s paced`);
+    const fixedRate = await alternate(webhook, baseline, rounds, (server) =>
+      runPaced({ port: server.port, pid: server.child.pid ?? 0, ca, bodies, connections, ratePerSecond: rate, durationSeconds: durationSeconds / rounds }),
+    );
     process.stdout.write('\n');
     for (const [what, r] of [
       ['webhook at saturation', saturation.webhook],
@@ -276,6 +278,7 @@ async function loadRuns(
       if (r.errors > 0 || r.non2xx > 0 || r.timeouts > 0) {
         console.log(`  warning: ${what}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx answers`);
       }
+      if (r.queued > 0) console.log(`  note: ${what}: ${r.queued} requests waited for a free connection`);
     }
     results.push({
       scenario: scenario.name,
@@ -376,7 +379,7 @@ async function main(): Promise<number> {
       await Promise.all([waitReady(webhook, ca), waitReady(baseline, ca)]);
       await checkAnswers(fixtures, webhook, baseline, ca);
       console.log(`\nload: ${durationSeconds} s per run, ${connections} connections, webhook pid ${webhook.child.pid}, null webhook pid ${baseline.child.pid}`);
-      results = await loadRuns(scenarios, fixtures, webhook, baseline, durationSeconds, connections);
+      results = await loadRuns(scenarios, fixtures, webhook, baseline, ca, durationSeconds, connections);
       rss = {
         webhook: (peakRssMiB(webhook.child.pid ?? 0) * 2 ** 20) / 1e6,
         baseline: (peakRssMiB(baseline.child.pid ?? 0) * 2 ** 20) / 1e6,
