@@ -8,7 +8,7 @@ import fastJsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
 import { buildFixtures } from '../../bench/fixtures.js';
 import { RULE_ANNOTATION, sandboxPatch } from '../../src/admission/admit.js';
-import { fixture, FIXTURES, SHARED_FIXTURES, type Json } from '../support/review.js';
+import { fixture, FIXTURES, HAVE_SHARED_FIXTURES, SHARED_FIXTURES, type Json } from '../support/review.js';
 
 /** The patch as a whole-pod diff: the pod against a copy with the annotation and class set. */
 function wholePodPatch(pod: Json, runtimeClassName: string, rule: string): fastJsonPatch.Operation[] {
@@ -40,20 +40,20 @@ describe('sandboxPatch gives the whole-pod diff', () => {
     it(`on the ${name}`, () => expectSamePatch(pod));
   }
 
-  it('on the upstream core.v1.Pod.json (every field set, a runtimeClassName already there)', () => {
+  it.runIf(HAVE_SHARED_FIXTURES)('on the upstream core.v1.Pod.json (every field set, a runtimeClassName already there)', () => {
     const pod = fixture(join(SHARED_FIXTURES, 'core.v1.Pod.json'));
     expectSamePatch(pod);
     expect(sandboxPatch(pod, 'gvisor', 'tenants').map((op) => op.op)).toEqual(['replace', 'add']);
   });
 
-  it('on the upstream pod with its runtimeClassName and annotations removed', () => {
+  it.runIf(HAVE_SHARED_FIXTURES)('on the upstream pod with its runtimeClassName and annotations removed', () => {
     const pod = fixture(join(SHARED_FIXTURES, 'core.v1.Pod.json'));
     delete (pod.spec as Json).runtimeClassName;
     delete (pod.metadata as Json).annotations;
     expectSamePatch(pod);
   });
 
-  it('on pods of the upstream workload templates', () => {
+  it.runIf(HAVE_SHARED_FIXTURES)('on pods of the upstream workload templates', () => {
     for (const file of readdirSync(SHARED_FIXTURES).filter((f) => f.startsWith('apps.') || f.startsWith('batch.'))) {
       const object = fixture(join(SHARED_FIXTURES, file));
       const spec = object.spec as Json;
