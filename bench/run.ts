@@ -6,7 +6,8 @@
 //      then a fixed rate of half the webhook's saturation throughput; peak RSS from /proc/PID/status
 //   3. bench/results/latest.json (and a timestamped copy), a table, and whether each target is met
 //
-// Options: --duration-seconds N (per load run, default 4), --connections N (default 8),
+// Options: --duration-seconds N (per server and load run, in 4 turns; twice that for the small-pod
+//          mix, which the targets use; default 4), --connections N (default 8),
 //          --profile (webhook under node --cpu-prof; the profile's path is printed),
 //          --scenario NAME (repeatable: only these load scenarios), --skip-load, --skip-scaling,
 //          --webhook PATH (another build's main.js, to compare builds), --strict (exit 1 when a
@@ -256,18 +257,20 @@ async function loadRuns(
       if (!fixture) throw new Error(`no fixture ${name}`);
       return fixture.body;
     });
-    const rounds = 2;
+    // Short turns, many of them: whatever else runs on the machine changes from second to second.
+    const rounds = 4;
+    const seconds = scenario.name === 'small-mix' ? 2 * durationSeconds : durationSeconds;
     const saturated = (seconds: number) => (server: ServerProcess) =>
       runLoad({ port: server.port, pid: server.child.pid ?? 0, bodies, connections, durationSeconds: seconds });
     process.stdout.write(`load ${scenario.name}: warm-up`);
     await alternate(webhook, baseline, 1, saturated(1));
     process.stdout.write(', saturation');
-    const saturation = await alternate(webhook, baseline, rounds, saturated(durationSeconds / rounds));
+    const saturation = await alternate(webhook, baseline, rounds, saturated(seconds / rounds));
     // The same paced load for both: half of what the webhook sustains.
     const rate = Math.max(1, Math.round(saturation.webhook.throughputPerSecond / 2));
     process.stdout.write(`, ${rate}/s paced`);
     const fixedRate = await alternate(webhook, baseline, rounds, (server) =>
-      runPaced({ port: server.port, pid: server.child.pid ?? 0, ca, bodies, connections, ratePerSecond: rate, durationSeconds: durationSeconds / rounds }),
+      runPaced({ port: server.port, pid: server.child.pid ?? 0, ca, bodies, connections, ratePerSecond: rate, durationSeconds: seconds / rounds }),
     );
     process.stdout.write('\n');
     for (const [what, r] of [
