@@ -346,7 +346,7 @@ async function main(): Promise<number> {
   const info = machine();
   const loadAverageAtStart = os.loadavg()[0] ?? 0;
   console.log(`sandbox-webhook bench: ${info.cpuModel}, ${info.nproc} CPUs, Node ${info.node}, commit ${info.commit}`);
-  console.log(`load average (1 min) before the run: ${fmt(loadAverageAtStart, 2)}${loadAverageAtStart > 0.5 ? ' - other processes are busy: throughput and latency figures will be low and noisy' : ''}`);
+  console.log(`load average (1 min) before the run: ${fmt(loadAverageAtStart, 2)} (other work on the machine lowers throughput and raises latency; CPU per review much less)`);
   const fixtures = buildFixtures();
   for (const f of fixtures) console.log(`fixture ${f.name.padEnd(7)} ${String(Buffer.byteLength(f.body)).padStart(6)} bytes  ${f.description}`);
 
