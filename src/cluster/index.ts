@@ -7,7 +7,7 @@
 
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { ClusterFacts } from '../admission/facts.js';
 import type { NamespaceFacts } from '../policy/evaluate.js';
@@ -49,10 +49,17 @@ export interface LoadedKubeConfig {
  * Throws when a named kubeconfig cannot be used: an explicit configuration that fails must not
  * quietly turn into offline mode.
  */
-export function loadKubeConfig(options: ClusterOptions): LoadedKubeConfig | undefined {
+export async function loadKubeConfig(options: ClusterOptions): Promise<LoadedKubeConfig | undefined> {
   if (options.offline) return undefined;
-  const kubeConfig = new KubeConfig();
   const files = (options.kubeconfig ?? '').split(delimiter).filter((file) => file !== '');
+  const env = process.env;
+  const prefix = options.inClusterPathPrefix ?? '';
+  const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(`${prefix}${SERVICE_ACCOUNT_TOKEN}`));
+  if (files.length === 0 && !inCluster) return undefined;
+  // Loaded only when there is a cluster to talk to: the package brings the whole generated API
+  // (about 80 MB of resident memory), which an offline webhook or the CLI never needs.
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kubeConfig = new KubeConfig();
   if (files.length > 0) {
     const [first, ...rest] = files as [string, ...string[]];
     kubeConfig.loadFromFile(first);
@@ -67,14 +74,9 @@ export function loadKubeConfig(options: ClusterOptions): LoadedKubeConfig | unde
     }
     return { kubeConfig, source: files.join(delimiter) };
   }
-  const env = process.env;
-  const prefix = options.inClusterPathPrefix ?? '';
-  if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(`${prefix}${SERVICE_ACCOUNT_TOKEN}`)) {
-    // What client-node's loadFromCluster reads (src/config.ts): the service env variables and token.
-    kubeConfig.loadFromCluster(prefix);
-    return { kubeConfig, source: 'in-cluster ServiceAccount' };
-  }
-  return undefined;
+  // What client-node's loadFromCluster reads (src/config.ts): the service env variables and token.
+  kubeConfig.loadFromCluster(prefix);
+  return { kubeConfig, source: 'in-cluster ServiceAccount' };
 }
 
 /** Starts both informers over `api` and answers facts from them at once (misses are looked up directly). */
@@ -132,7 +134,7 @@ export function startCluster(
 }
 
 export async function connectCluster(options: ClusterOptions, logger: Logger, metrics: Metrics): Promise<ClusterConnection | undefined> {
-  const loaded = loadKubeConfig(options);
+  const loaded = await loadKubeConfig(options);
   if (!loaded) return undefined;
   const api = new HttpKubeApi(loaded.kubeConfig);
   const clusterLogger = logger.child({ component: 'cluster' });

@@ -106,8 +106,22 @@ export class Metrics {
     }
   }
 
+  // prom-client hashes a label object on every inc() and observe(); the series of a label set are
+  // looked up once and kept (a policy has a bounded set of rules; the cache is reset past its cap).
+  private readonly admissionSeries = new Map<string, { count: { inc(): void }; duration: { observe(value: number): void } }>();
+
   observeAdmission(operation: string, mode: string, summary: AdmissionSummary, durationSeconds: number): void {
-    this.admissions.inc({ operation, decision: summary.decision, rule: summary.rule, mode, outcome: summary.outcome });
-    this.admissionDuration.observe({ outcome: summary.outcome }, durationSeconds);
+    const key = `${operation}\u0000${summary.decision}\u0000${summary.rule}\u0000${mode}\u0000${summary.outcome}`;
+    let series = this.admissionSeries.get(key);
+    if (!series) {
+      if (this.admissionSeries.size >= 10_000) this.admissionSeries.clear();
+      series = {
+        count: this.admissions.labels(operation, summary.decision, summary.rule, mode, summary.outcome),
+        duration: this.admissionDuration.labels(summary.outcome),
+      };
+      this.admissionSeries.set(key, series);
+    }
+    series.count.inc();
+    series.duration.observe(durationSeconds);
   }
 }

@@ -39,45 +39,45 @@ function serviceAccount(): string {
 }
 
 describe('loadKubeConfig', () => {
-  it('loads the kubeconfig file it is given', () => {
-    const loaded = loadKubeConfig({ kubeconfig: kubeconfig('one', 'https://one.example:6443'), offline: false });
+  it('loads the kubeconfig file it is given', async () => {
+    const loaded = await loadKubeConfig({ kubeconfig: kubeconfig('one', 'https://one.example:6443'), offline: false });
     expect(loaded?.kubeConfig.getCurrentCluster()?.server).toBe('https://one.example:6443');
     expect(loaded?.source).toBe(join(dir, 'one'));
   });
 
-  it('merges several kubeconfig files the way kubectl does, the first one deciding the context', () => {
+  it('merges several kubeconfig files the way kubectl does, the first one deciding the context', async () => {
     const first = kubeconfig('first', 'https://first.example', 'first');
     const second = kubeconfig('second', 'https://second.example', 'second');
-    const loaded = loadKubeConfig({ kubeconfig: `${first}${delimiter}${second}`, offline: false });
+    const loaded = await loadKubeConfig({ kubeconfig: `${first}${delimiter}${second}`, offline: false });
     expect(loaded?.kubeConfig.getCurrentCluster()?.server).toBe('https://first.example');
     expect(loaded?.kubeConfig.getContexts().map((c) => c.name)).toEqual(['first', 'second']);
   });
 
-  it('fails loudly when the named kubeconfig does not exist, instead of running offline', () => {
-    expect(() => loadKubeConfig({ kubeconfig: join(dir, 'missing'), offline: false })).toThrow(/ENOENT/);
+  it('fails loudly when the named kubeconfig does not exist, instead of running offline', async () => {
+    await expect(loadKubeConfig({ kubeconfig: join(dir, 'missing'), offline: false })).rejects.toThrow(/ENOENT/);
   });
 
-  it('uses the in-cluster ServiceAccount when there is no kubeconfig and the pod has one', () => {
+  it('uses the in-cluster ServiceAccount when there is no kubeconfig and the pod has one', async () => {
     vi.stubEnv('KUBERNETES_SERVICE_HOST', '10.96.0.1');
     vi.stubEnv('KUBERNETES_SERVICE_PORT', '443');
-    const loaded = loadKubeConfig({ kubeconfig: undefined, offline: false, inClusterPathPrefix: serviceAccount() });
+    const loaded = await loadKubeConfig({ kubeconfig: undefined, offline: false, inClusterPathPrefix: serviceAccount() });
     expect(loaded?.source).toBe('in-cluster ServiceAccount');
     expect(loaded?.kubeConfig.getCurrentCluster()?.server).toBe('https://10.96.0.1:443');
   });
 
-  it('runs offline without a kubeconfig outside a pod', () => {
+  it('runs offline without a kubeconfig outside a pod', async () => {
     vi.stubEnv('KUBERNETES_SERVICE_HOST', '');
-    expect(loadKubeConfig({ kubeconfig: undefined, offline: false, inClusterPathPrefix: serviceAccount() })).toBeUndefined();
+    expect(await loadKubeConfig({ kubeconfig: undefined, offline: false, inClusterPathPrefix: serviceAccount() })).toBeUndefined();
   });
 
-  it('runs offline in a pod whose ServiceAccount token is not mounted', () => {
+  it('runs offline in a pod whose ServiceAccount token is not mounted', async () => {
     vi.stubEnv('KUBERNETES_SERVICE_HOST', '10.96.0.1');
     vi.stubEnv('KUBERNETES_SERVICE_PORT', '443');
-    expect(loadKubeConfig({ kubeconfig: undefined, offline: false, inClusterPathPrefix: join(dir, 'nowhere') })).toBeUndefined();
+    expect(await loadKubeConfig({ kubeconfig: undefined, offline: false, inClusterPathPrefix: join(dir, 'nowhere') })).toBeUndefined();
   });
 
-  it('runs offline when told to, even with a kubeconfig', () => {
-    expect(loadKubeConfig({ kubeconfig: kubeconfig('ignored', 'https://x.example'), offline: true })).toBeUndefined();
+  it('runs offline when told to, even with a kubeconfig', async () => {
+    expect(await loadKubeConfig({ kubeconfig: kubeconfig('ignored', 'https://x.example'), offline: true })).toBeUndefined();
   });
 });
 
