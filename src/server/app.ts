@@ -127,6 +127,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const requestTimeoutMs = options.requestTimeoutMs ?? 2500;
   const maxInFlight = options.maxInFlight ?? 512;
   const log: FastifyBaseLogger = typeof options.logger === 'object' ? options.logger : pino({ enabled: options.logger === true });
+  const logsDecisions = (): boolean => (log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') ?? true;
   const serverOptions: FastifyServerOptions = {
     bodyLimit,
     // One log line per decision is written by the route itself; fastify's per-request lines are noise.
@@ -271,7 +272,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const { summary } = result;
       options.metrics.observeAdmission(admission.operation, policy.mode, summary, durationMs / 1000);
       const object = admission.object as { metadata?: { generateName?: unknown } } | null | undefined;
-      log.info(
+      // The record is built only when it will be written.
+      if (logsDecisions()) log.info(
         {
           uid: admission.uid,
           operation: admission.operation,
