@@ -172,46 +172,50 @@ export function decide(policy: Policy, namespace: NamespaceFacts, pod: PodView):
 
 const WARNING_PREFIX = 'sandbox-webhook: ';
 
-function enforceVerdict(
-  policy: Policy,
-  decision: Decision,
-  pod: PodView,
-  runtimeClass: RuntimeClassLookup,
-): Omit<Verdict, 'decision' | 'outcome' | 'warnings'> & { warnings: string[]; changes: boolean } {
-  const warnings: string[] = [];
+/** What enforcement would do, before mode decides whether it is done or only reported. */
+interface Enforcement {
+  /** the runtimeClassName to write; undefined: no patch */
+  readonly setRuntimeClassName: string | undefined;
+  /** the class the pod asked for, when setRuntimeClassName replaces it (onConflict override) */
+  readonly replaces: string | undefined;
+  /** the denial message; undefined: allowed */
+  readonly denial: string | undefined;
+  /** what the user should know whatever the outcome (incompatible fields under warn, no scheduling) */
+  readonly notes: readonly string[];
+}
 
-  if (decision.action === 'allow') {
-    return { allowed: true, setRuntimeClassName: undefined, denial: undefined, warnings: [], changes: false };
-  }
+/** Who decided, in words: `rule "tenants"`, or the default action. */
+function decidedBy(decision: Decision): string {
+  if (decision.rule !== 'default') return `rule "${decision.rule}"`;
+  return decision.action === 'deny' ? 'spec.defaultAction' : `spec.defaultAction ${decision.action}`;
+}
+
+function enforce(policy: Policy, decision: Decision, pod: PodView, runtimeClass: RuntimeClassLookup): Enforcement {
+  if (decision.action === 'allow') return { setRuntimeClassName: undefined, replaces: undefined, denial: undefined, notes: [] };
+  const by = decidedBy(decision);
   if (decision.action === 'deny') {
-    const who = decision.rule === 'default' ? 'spec.defaultAction' : `rule "${decision.rule}"`;
-    return {
-      allowed: false,
-      setRuntimeClassName: undefined,
-      denial: `pod ${pod.displayName} denied by ${who}: ${decision.reason}${decision.failSafe ? `; ${decision.failSafe}` : ''}`,
-      warnings: [...warnings, `${WARNING_PREFIX}pod denied by ${who}`],
-      changes: true,
-    };
+    const failSafe = decision.failSafe ? `; ${decision.failSafe}` : '';
+    return { setRuntimeClassName: undefined, replaces: undefined, denial: `pod ${pod.displayName} denied by ${by}: ${decision.reason}${failSafe}`, notes: [] };
   }
 
   const target = decision.runtimeClassName;
-  const why = decision.rule === 'default' ? 'spec.defaultAction sandbox' : `rule "${decision.rule}"`;
   const problems: string[] = [];
+  const notes: string[] = [];
   if (pod.incompatibilities.length > 0) {
     if (policy.incompatible === 'deny') {
       problems.push(
         `the pod must run in the ${target} sandbox but uses ${pod.incompatibilities.join(', ')}, which the sandbox does not support; remove them or ask the cluster admin for an exception rule`,
       );
     } else {
-      warnings.push(`${WARNING_PREFIX}sandboxed pod uses ${pod.incompatibilities.join(', ')}; it may not work under ${target}`);
+      notes.push(`${WARNING_PREFIX}sandboxed pod uses ${pod.incompatibilities.join(', ')}; it may not work under ${target}`);
     }
   }
 
   let setRuntimeClassName: string | undefined;
+  let replaces: string | undefined;
   const current = pod.runtimeClassName;
   if (current === undefined) {
     setRuntimeClassName = target;
-    warnings.push(`${WARNING_PREFIX}runtimeClassName set to "${target}" by ${why}`);
   } else if (current !== target && !policy.acceptedRuntimeClasses.has(current)) {
     if (policy.onConflict === 'deny') {
       const accepted = [...new Set([target, ...policy.acceptedRuntimeClasses])].join(', ');
@@ -220,7 +224,7 @@ function enforceVerdict(
       );
     } else {
       setRuntimeClassName = target;
-      warnings.push(`${WARNING_PREFIX}runtimeClassName "${current}" replaced by "${target}" (${why})`);
+      replaces = current;
     }
   }
 
@@ -232,7 +236,7 @@ function enforceVerdict(
     );
   } else if (fact.state === 'present') {
     if (fact.nodeSelector === undefined) {
-      warnings.push(`${WARNING_PREFIX}RuntimeClass "${finalClass}" has no scheduling: the pod may land on a node without ${fact.handler}`);
+      notes.push(`${WARNING_PREFIX}RuntimeClass "${finalClass}" has no scheduling: the pod may land on a node without ${fact.handler}`);
     } else {
       for (const [key, value] of Object.entries(fact.nodeSelector)) {
         const podValue = pod.nodeSelector[key];
@@ -246,45 +250,58 @@ function enforceVerdict(
   }
 
   if (problems.length > 0) {
-    return {
-      allowed: false,
-      setRuntimeClassName: undefined,
-      denial: `pod ${pod.displayName} denied by ${why} (${decision.reason}): ${problems.join('; ')}`,
-      warnings: [...warnings.filter((w) => !w.includes('runtimeClassName')), `${WARNING_PREFIX}pod denied by ${why}`],
-      changes: true,
-    };
+    return { setRuntimeClassName: undefined, replaces: undefined, denial: `pod ${pod.displayName} denied by ${by} (${decision.reason}): ${problems.join('; ')}`, notes };
   }
-  return { allowed: true, setRuntimeClassName, denial: undefined, warnings, changes: setRuntimeClassName !== undefined };
+  return { setRuntimeClassName, replaces, denial: undefined, notes };
 }
 
 /** Applies the decision to the pod as it is: patch, accept, or deny (DESIGN.md decision table). */
 export function judge(policy: Policy, decision: Decision, pod: PodView, runtimeClass: RuntimeClassLookup): Verdict {
-  const enforced = enforceVerdict(policy, decision, pod, runtimeClass);
-  if (decision.failSafe && enforced.changes) {
-    // Say so when unknown facts changed the pod's fate; an unchanged pod needs no note.
-    enforced.warnings.push(`${WARNING_PREFIX}namespace labels or an image unknown; ${decision.action} chosen fail-safe`);
-  }
+  const enforced = enforce(policy, decision, pod, runtimeClass);
+  const changes = enforced.denial !== undefined || enforced.setRuntimeClassName !== undefined;
+  // Say so when unknown facts changed the pod's fate; an unchanged pod needs no note.
+  const failSafeNote =
+    decision.failSafe && changes ? [`${WARNING_PREFIX}namespace labels or an image unknown; ${decision.action} chosen fail-safe`] : [];
+
   if (policy.mode === 'enforce') {
-    const outcome: Outcome = !enforced.allowed ? 'denied' : enforced.setRuntimeClassName ? 'patched' : 'unchanged';
-    return { decision, allowed: enforced.allowed, setRuntimeClassName: enforced.setRuntimeClassName, denial: enforced.denial, warnings: enforced.warnings, outcome };
+    const by = decidedBy(decision);
+    const headline =
+      enforced.denial !== undefined
+        ? [`${WARNING_PREFIX}pod denied by ${by}`]
+        : enforced.replaces !== undefined
+          ? [`${WARNING_PREFIX}runtimeClassName "${enforced.replaces}" replaced by "${enforced.setRuntimeClassName}" (${by})`]
+          : enforced.setRuntimeClassName !== undefined
+            ? [`${WARNING_PREFIX}runtimeClassName set to "${enforced.setRuntimeClassName}" by ${by}`]
+            : [];
+    return {
+      decision,
+      allowed: enforced.denial === undefined,
+      setRuntimeClassName: enforced.setRuntimeClassName,
+      denial: enforced.denial,
+      warnings: [...enforced.notes, ...headline, ...failSafeNote],
+      outcome: enforced.denial !== undefined ? 'denied' : enforced.setRuntimeClassName !== undefined ? 'patched' : 'unchanged',
+    };
   }
   // Audit mode never patches or denies: it tells the user what enforcement would have done.
-  if (!enforced.changes && enforced.warnings.length === 0) {
+  if (!changes && enforced.notes.length === 0) {
     return { decision, allowed: true, setRuntimeClassName: undefined, denial: undefined, warnings: [], outcome: 'unchanged' };
   }
-  const finding = !enforced.allowed
-    ? `audit: would deny (${decision.rule === 'default' ? 'spec.defaultAction' : `rule "${decision.rule}"`})`
-    : enforced.setRuntimeClassName
-      ? `audit: would set runtimeClassName "${enforced.setRuntimeClassName}" (rule "${decision.rule}")`
-      : `audit: ${decision.action} (rule "${decision.rule}")`;
-  const details = enforced.warnings.map((w) => w.replace(WARNING_PREFIX, `${WARNING_PREFIX}audit: `));
-  const denialDetail = enforced.denial ? [`${WARNING_PREFIX}audit: ${enforced.denial}`] : [];
+  const finding =
+    enforced.denial !== undefined
+      ? `audit: would deny (${decision.rule === 'default' ? 'spec.defaultAction' : `rule "${decision.rule}"`})`
+      : enforced.setRuntimeClassName !== undefined
+        ? `audit: would set runtimeClassName "${enforced.setRuntimeClassName}" (rule "${decision.rule}")`
+        : `audit: ${decision.action} (rule "${decision.rule}")`;
   return {
     decision,
     allowed: true,
     setRuntimeClassName: undefined,
     denial: undefined,
-    warnings: [`${WARNING_PREFIX}${finding}`, ...denialDetail, ...details.filter((w) => !w.includes('pod denied by'))],
-    outcome: enforced.changes ? 'audited' : 'unchanged',
+    warnings: [
+      `${WARNING_PREFIX}${finding}`,
+      ...(enforced.denial !== undefined ? [`${WARNING_PREFIX}audit: ${enforced.denial}`] : []),
+      ...[...enforced.notes, ...failSafeNote].map((w) => w.replace(WARNING_PREFIX, `${WARNING_PREFIX}audit: `)),
+    ],
+    outcome: changes ? 'audited' : 'unchanged',
   };
 }
