@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { podReview as supportPodReview } from '../support/review.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** The built webhook; OPS_WEBHOOK_MAIN runs another build (e.g. of an older commit) for comparison. */
@@ -224,25 +225,11 @@ export function podReview(uid: string, options: PodSpecOptions): Record<string, 
   const metadata: Record<string, unknown> = { namespace: options.namespace, labels: { app: 'web' } };
   if (options.name !== undefined) metadata.name = options.name;
   if (options.generateName !== undefined) metadata.generateName = options.generateName;
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid,
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      requestKind: { group: '', version: 'v1', kind: 'Pod' },
-      requestResource: { group: '', version: 'v1', resource: 'pods' },
-      name: options.name ?? '',
-      namespace: options.namespace,
-      operation: 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-      object: { apiVersion: 'v1', kind: 'Pod', metadata, spec: { containers, restartPolicy: 'Always' } },
-      oldObject: null,
-      dryRun: false,
-      options: { apiVersion: 'meta.k8s.io/v1', kind: 'CreateOptions' },
-    },
-  };
+  return supportPodReview({
+    uid,
+    namespace: options.namespace,
+    pod: { apiVersion: 'v1', kind: 'Pod', metadata, spec: { containers, restartPolicy: 'Always' } },
+  });
 }
 
 /** A review serialized ahead of time, so that a load generator spends its CPU on the wire, not on JSON. */
