@@ -13,6 +13,7 @@ import {
   type V1RuntimeClass,
   type V1Taint,
 } from '@kubernetes/client-node';
+import { expect } from 'vitest';
 
 export function loadKubeConfig(kubeconfigPath: string | undefined = process.env.KUBECONFIG): KubeConfig {
   if (!kubeconfigPath) throw new Error('no kubeconfig: pass a path or set KUBECONFIG (test/e2e/global-setup.ts sets it)');
@@ -419,4 +420,16 @@ export async function waitForPod(
     if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name}: condition not met within ${timeoutMs} ms`);
     await sleep(200);
   }
+}
+
+/**
+ * Asserts that the apiserver's RuntimeClass admission plugin applied `runtimeClass` to a stored pod
+ * (KUBERNETES.md §2): spec.overhead is its overhead.podFixed, its scheduling.nodeSelector is merged
+ * in, and its tolerations are among the pod's. The expectations are read from the class itself.
+ */
+export function expectRuntimeClassApplied(pod: V1Pod, runtimeClass: V1RuntimeClass = gvisorRuntimeClass()): void {
+  expect(pod.spec?.runtimeClassName).toBe(runtimeClass.metadata?.name);
+  expect(pod.spec?.overhead).toEqual(runtimeClass.overhead?.podFixed);
+  expect(pod.spec?.nodeSelector).toMatchObject(runtimeClass.scheduling?.nodeSelector ?? {});
+  for (const toleration of runtimeClass.scheduling?.tolerations ?? []) expect(pod.spec?.tolerations).toContainEqual(toleration);
 }
