@@ -1,7 +1,8 @@
 // Prometheus metrics (prom-client), one registry per process so tests can build many apps.
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AdmissionSummary } from '../admission/admit.js';
+import { CounterFamily, HistogramFamily, type CounterSeries, type HistogramSeries } from './metric-families.js';
 
 // The apiserver's own webhook latency buckets (apiserver/admission/metrics), in seconds.
 export const ADMISSION_BUCKETS_SECONDS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10];
@@ -15,19 +16,20 @@ const FAIL_CLOSED_REASONS: readonly FailClosedReason[] = ['overloaded', 'deadlin
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly admissions = new Counter({
-    name: 'sandbox_webhook_admission_requests_total',
-    help: 'Admission reviews answered, by operation, decision, rule, mode and outcome.',
-    labelNames: ['operation', 'decision', 'rule', 'mode', 'outcome'] as const,
-    registers: [this.registry],
-  });
-  readonly admissionDuration = new Histogram({
-    name: 'sandbox_webhook_admission_duration_seconds',
-    help: 'Time from review received to answer sent, in seconds.',
-    labelNames: ['outcome'] as const,
-    buckets: ADMISSION_BUCKETS_SECONDS,
-    registers: [this.registry],
-  });
+  // The two families every review updates: see metric-families.ts for why they are not prom-client's.
+  readonly admissions = new CounterFamily(
+    'sandbox_webhook_admission_requests_total',
+    'Admission reviews answered, by operation, decision, rule, mode and outcome.',
+    ['operation', 'decision', 'rule', 'mode', 'outcome'],
+    this.registry,
+  );
+  readonly admissionDuration = new HistogramFamily(
+    'sandbox_webhook_admission_duration_seconds',
+    'Time from review received to answer sent, in seconds.',
+    ['outcome'],
+    ADMISSION_BUCKETS_SECONDS,
+    this.registry,
+  );
   readonly rejectedRequests = new Counter({
     name: 'sandbox_webhook_http_rejected_total',
     help: 'HTTP requests rejected with an HTTP error before admission (malformed, too large, wrong type), by status code.',
@@ -85,10 +87,13 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
-  readonly inFlight = new Gauge({
+  /** reviews being processed now; read when /metrics is scraped, so the review path only counts */
+  inFlightReviews = 0;
+  readonly inFlight: Gauge = new Gauge({
     name: 'sandbox_webhook_admission_in_flight',
     help: 'Admission reviews being processed.',
     registers: [this.registry],
+    collect: (): void => this.inFlight.set(this.inFlightReviews),
   });
 
   constructor(options: { processMetrics?: boolean } = {}) {
@@ -106,22 +111,45 @@ export class Metrics {
     }
   }
 
-  // prom-client hashes a label object on every inc() and observe(); the series of a label set are
-  // looked up once and kept (a policy has a bounded set of rules; the cache is reset past its cap).
-  private readonly admissionSeries = new Map<string, { count: { inc(): void }; duration: { observe(value: number): void } }>();
+  // The series of each label set, found without building a key: by rule name (a string from the
+  // policy, whose hash V8 keeps), then among the few operation, decision, mode and outcome
+  // combinations that rule has seen. A policy has a bounded set of rules; past the cap the lookup
+  // cache starts over (the series themselves stay, as counters must).
+  private readonly admissionSeries = new Map<string, AdmissionSeries[]>();
+  private admissionSeriesCount = 0;
 
   observeAdmission(operation: string, mode: string, summary: AdmissionSummary, durationSeconds: number): void {
-    const key = `${operation}\u0000${summary.decision}\u0000${summary.rule}\u0000${mode}\u0000${summary.outcome}`;
-    let series = this.admissionSeries.get(key);
+    const { decision, rule, outcome } = summary;
+    let seen = this.admissionSeries.get(rule);
+    let series = seen?.find((s) => s.operation === operation && s.decision === decision && s.mode === mode && s.outcome === outcome);
     if (!series) {
-      if (this.admissionSeries.size >= 10_000) this.admissionSeries.clear();
+      if (this.admissionSeriesCount >= 10_000) {
+        this.admissionSeries.clear();
+        this.admissionSeriesCount = 0;
+        seen = undefined;
+      }
       series = {
-        count: this.admissions.labels(operation, summary.decision, summary.rule, mode, summary.outcome),
-        duration: this.admissionDuration.labels(summary.outcome),
+        operation,
+        decision,
+        mode,
+        outcome,
+        count: this.admissions.child(operation, decision, rule, mode, outcome),
+        duration: this.admissionDuration.child(outcome),
       };
-      this.admissionSeries.set(key, series);
+      if (seen) seen.push(series);
+      else this.admissionSeries.set(rule, [series]);
+      this.admissionSeriesCount += 1;
     }
-    series.count.inc();
+    series.count.value += 1;
     series.duration.observe(durationSeconds);
   }
+}
+
+interface AdmissionSeries {
+  readonly operation: string;
+  readonly decision: string;
+  readonly mode: string;
+  readonly outcome: string;
+  readonly count: CounterSeries;
+  readonly duration: HistogramSeries;
 }
