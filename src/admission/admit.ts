@@ -3,8 +3,8 @@
 // mutated copy (fast-json-patch compare), so no code writes patch operations by hand.
 
 import fastJsonPatch from 'fast-json-patch';
-import { decide, judge, type Decision, type Outcome, type Verdict } from '../policy/evaluate.js';
-import { readPod } from '../policy/pod.js';
+import { decide, judge, type Decision, type NamespaceFacts, type Outcome, type Verdict } from '../policy/evaluate.js';
+import { readPod, type PodView } from '../policy/pod.js';
 import type { Policy } from '../policy/policy.js';
 import type { ClusterFacts } from './facts.js';
 import { sanitizeWarnings, type AdmissionRequest, type AdmissionResponse } from './review.js';
@@ -38,6 +38,27 @@ function isKubelet(request: AdmissionRequest): boolean {
 
 function isPodRequest(request: AdmissionRequest): boolean {
   return request.resource.group === '' && request.resource.resource === 'pods' && request.kind.kind === 'Pod';
+}
+
+/**
+ * The summary of a decided request. Its reason is put in words only when read (the decision log
+ * line): a class, so that the lazy getter is on the prototype and every summary has one fast shape.
+ */
+class DecidedSummary implements AdmissionSummary {
+  readonly evaluated = true;
+
+  constructor(
+    readonly namespace: string,
+    readonly pod: string,
+    readonly decision: AdmissionSummary['decision'],
+    readonly rule: string,
+    readonly outcome: AdmissionSummary['outcome'],
+    private readonly explain: () => string,
+  ) {}
+
+  get reason(): string {
+    return this.explain();
+  }
 }
 
 /** The summary of a request the policy did not decide. */
@@ -118,7 +139,11 @@ export function sandboxPatch(pod: Json, runtimeClassName: string, rule: string):
   return compare(before, after);
 }
 
-export async function admit(request: AdmissionRequest, policy: Policy, cluster: ClusterFacts): Promise<AdmissionResult> {
+/**
+ * The answer to one review: at once when every fact is at hand (the common case), or a promise when
+ * the namespace's labels must first be read from the API server.
+ */
+export function admit(request: AdmissionRequest, policy: Policy, cluster: ClusterFacts): AdmissionResult | Promise<AdmissionResult> {
   if (!isPodRequest(request)) return skipped(request, `not a pod (${request.resource.resource})`);
   const ephemeral = request.operation === 'UPDATE' && request.subResource === 'ephemeralcontainers';
   if (request.subResource !== undefined && !ephemeral) return skipped(request, `subresource ${request.subResource}`);
@@ -132,28 +157,37 @@ export async function admit(request: AdmissionRequest, policy: Policy, cluster: 
 
   // A literal per summary, not `{ ...base, decision, ... }`: V8 (Node 20) copies a spread followed
   // by more properties about a hundred times slower (~7 us here, on every review).
-  const decided = (decision: AdmissionSummary['decision'], rule: string, outcome: AdmissionSummary['outcome'], reason: string): AdmissionSummary => ({
-    evaluated: true,
-    namespace: namespaceName,
-    pod: pod.displayName,
-    decision,
-    rule,
-    outcome,
-    reason,
-  });
+  const decided: Summarize = (decision, rule, outcome, reason) => new DecidedSummary(namespaceName, pod.displayName, decision, rule, outcome, reason);
   if (pod.isMirror && isKubelet(request)) {
     // Mirror pods are the apiserver's copies of a kubelet's static pods: never mutate them (KUBERNETES.md §3).
     // Only a kubelet makes them: any pod creator can write the annotation (with spec.nodeName), so a
     // tenant's "mirror pod" is judged like any other pod.
     return {
       response: { uid: request.uid, allowed: true, auditAnnotations: { decision: 'allow', rule: 'mirror-pod' } },
-      summary: decided('allow', 'mirror-pod', 'unchanged', 'mirror pod'),
+      summary: decided('allow', 'mirror-pod', 'unchanged', () => 'mirror pod'),
     };
   }
 
   const namespace = policy.usesNamespaceLabels
-    ? await cluster.namespace(namespaceName)
+    ? cluster.namespace(namespaceName)
     : { name: namespaceName, labels: undefined, unknownReason: 'not needed' };
+  // Most reviews find their namespace in the informer's cache: they are decided in this call, with
+  // no promise to wait on. Only a namespace the cache lacks waits for the API server.
+  if (namespace instanceof Promise) return namespace.then((facts) => conclude(request, policy, cluster, pod, facts, ephemeral, decided));
+  return conclude(request, policy, cluster, pod, namespace, ephemeral, decided);
+}
+
+type Summarize = (decision: AdmissionSummary['decision'], rule: string, outcome: AdmissionSummary['outcome'], reason: () => string) => AdmissionSummary;
+
+function conclude(
+  request: AdmissionRequest,
+  policy: Policy,
+  cluster: ClusterFacts,
+  pod: PodView,
+  namespace: NamespaceFacts,
+  ephemeral: boolean,
+  decided: Summarize,
+): AdmissionResult {
   const decision = decide(policy, namespace, pod);
 
   if (ephemeral) {
@@ -169,7 +203,7 @@ export async function admit(request: AdmissionRequest, policy: Policy, cluster: 
             auditAnnotations: { decision: decision.action, rule: decision.rule, outcome: 'denied', mode: policy.mode },
           }
         : { uid: request.uid, allowed: true },
-      summary: decided(decision.action, decision.rule, denied ? 'denied' : 'unchanged', decision.reason),
+      summary: decided(decision.action, decision.rule, denied ? 'denied' : 'unchanged', () => decision.reason),
     };
   }
 
@@ -190,6 +224,6 @@ export async function admit(request: AdmissionRequest, policy: Policy, cluster: 
   }
   return {
     response,
-    summary: decided(decision.action, decision.rule, verdict.outcome, verdict.denial ?? decision.reason),
+    summary: decided(decision.action, decision.rule, verdict.outcome, () => verdict.denial ?? decision.reason),
   };
 }

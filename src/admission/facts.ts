@@ -4,13 +4,15 @@
 import type { NamespaceFacts, RuntimeClassFact } from '../policy/evaluate.js';
 
 export interface ClusterFacts {
-  /** Never rejects: a failed lookup yields labels `undefined` with the reason. */
-  namespace(name: string): Promise<NamespaceFacts>;
+  /**
+   * At once when known (from a cache), else a promise. Never throws or rejects: a failed lookup
+   * yields labels `undefined` with the reason.
+   */
+  namespace(name: string): NamespaceFacts | Promise<NamespaceFacts>;
   runtimeClass(name: string): RuntimeClassFact;
 }
 
 export const offlineFacts: ClusterFacts = {
-  namespace: (name) =>
-    Promise.resolve({ name, labels: undefined, unknownReason: 'no cluster connection (offline mode)' }),
+  namespace: (name) => ({ name, labels: undefined, unknownReason: 'no cluster connection (offline mode)' }),
   runtimeClass: () => ({ state: 'unknown', reason: 'no cluster connection (offline mode)' }),
 };

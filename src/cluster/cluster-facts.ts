@@ -70,9 +70,9 @@ export class InformerFacts implements ClusterFacts {
 
   constructor(private readonly options: ClusterFactsOptions) {}
 
-  namespace(name: string): Promise<NamespaceFacts> {
+  namespace(name: string): NamespaceFacts | Promise<NamespaceFacts> {
     const cached = this.options.namespaces.get(name);
-    if (cached) return Promise.resolve(cached);
+    if (cached) return cached;
     // A burst of pods for a new namespace (a ReplicaSet scaling up) shares one GET.
     let pending = this.lookups.get(name);
     if (!pending) {

@@ -16,7 +16,7 @@ import Fastify, {
 import { pino } from 'pino';
 import { admit, rejected, type AdmissionResult } from '../admission/admit.js';
 import type { ClusterFacts } from '../admission/facts.js';
-import { decodeReview, reviewReply } from '../admission/review.js';
+import { decodeReview, reviewReply, type AdmissionRequest, type AdmissionReviewReply, type ReviewVersion } from '../admission/review.js';
 import type { Policy } from '../policy/policy.js';
 import type { FailClosedReason, Metrics } from './metrics.js';
 import { secureContextOptions } from './tls.js';
@@ -73,9 +73,6 @@ function errorBody(statusCode: number, message: string): ErrorBody {
 const ROUTES: Record<string, string> = { '/mutate': 'POST', '/healthz': 'GET', '/readyz': 'GET', '/metrics': 'GET' };
 
 const ARRIVED_AT = Symbol('arrivedAt');
-const PENDING = Symbol('pending');
-/** Loses a race to any promise listed before it that has already settled. */
-const NOT_SETTLED = Promise.resolve<typeof PENDING>(PENDING);
 
 function timeout<T>(ms: number, onTimeout: () => T): { promise: Promise<T>; cancel: () => void } {
   let timer: NodeJS.Timeout | undefined;
@@ -196,102 +193,107 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     void reply.code(404).send(errorBody(404, `no route ${request.method} ${path}; routes: POST /mutate, GET /healthz, /readyz, /metrics`));
   });
 
-  if (options.draining) {
-    const draining = options.draining;
-    app.addHook('onRequest', async (_request, reply) => {
-      // While draining on SIGTERM, every answer closes its connection, so that clients open the
-      // next one to another replica instead of reusing one to a process about to stop listening.
-      if (draining()) void reply.header('connection', 'close');
-    });
-  }
-
-  // When each review arrived (headers parsed): its time budget counts from here, not from when
-  // the body was read and parsed, which is where time goes under load.
-  // Kept on the request itself: a WeakMap entry per review is an ephemeron that every young-generation
-  // GC must process (~0.4 ms more per scavenge under load).
-  type Arrived = { [ARRIVED_AT]?: bigint };
-  const sinceArrivalMs = (raw: object): number =>
-    Number(process.hrtime.bigint() - ((raw as Arrived)[ARRIVED_AT] ?? process.hrtime.bigint())) / 1e6;
+  type Arrived = { [ARRIVED_AT]?: number };
+  const sinceArrivalMs = (raw: object): number => {
+    const now = performance.now();
+    return now - ((raw as Arrived)[ARRIVED_AT] ?? now);
+  };
+  const draining = options.draining ?? ((): boolean => false);
+  // One hook for every request, in callback form: fastify runs it without the promise an async
+  // hook costs on every review.
+  app.addHook('onRequest', (request, reply, done) => {
+    // When the request arrived (headers parsed): a review's time budget counts from here, not from
+    // when its body was read and parsed, which is where time goes under load. Kept on the request
+    // itself: a WeakMap entry per review is an ephemeron that every young-generation GC must process.
+    (request.raw as Arrived)[ARRIVED_AT] = performance.now();
+    // While draining on SIGTERM, every answer closes its connection, so that clients open the
+    // next one to another replica instead of reusing one to a process about to stop listening.
+    if (draining()) void reply.header('connection', 'close');
+    done();
+  });
 
   let inFlight = 0;
-  const failClosed = (admission: Parameters<typeof rejected>[0], reason: FailClosedReason, code: number, message: string): AdmissionResult => {
+  const failClosed = (admission: AdmissionRequest, reason: FailClosedReason, code: number, message: string): AdmissionResult => {
     options.metrics.failClosed.inc({ reason });
     return rejected(admission, code, message);
   };
+  const internalError = (admission: AdmissionRequest, error: unknown): AdmissionResult => {
+    log.error({ err: error, uid: admission.uid }, 'admission failed');
+    return failClosed(admission, 'internal_error', 500, 'internal error while deciding; denied fail-closed');
+  };
+
+  /** Metrics and the decision log line, then the answer in the version the apiserver sent. */
+  const answer = (raw: object, admission: AdmissionRequest, apiVersion: ReviewVersion, mode: Policy['mode'], result: AdmissionResult): AdmissionReviewReply => {
+    const durationMs = sinceArrivalMs(raw);
+    const { summary } = result;
+    options.metrics.observeAdmission(admission.operation, mode, summary, durationMs / 1000);
+    const object = admission.object as { metadata?: { generateName?: unknown } } | null | undefined;
+    // The record is built only when it will be written.
+    if (logsDecisions()) log.info(
+      {
+        uid: admission.uid,
+        operation: admission.operation,
+        resource: admission.subResource ? `${admission.resource.resource}/${admission.subResource}` : admission.resource.resource,
+        namespace: summary.namespace,
+        pod: summary.pod || undefined,
+        generateName: typeof object?.metadata?.generateName === 'string' ? object.metadata.generateName : undefined,
+        dryRun: admission.dryRun || undefined,
+        decision: summary.decision,
+        rule: summary.rule || undefined,
+        outcome: summary.outcome,
+        allowed: result.response.allowed,
+        reason: summary.reason,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+      },
+      'admission',
+    );
+    return reviewReply(apiVersion, result.response);
+  };
+
   app.post(
     '/mutate',
-    {
-      // A callback hook: fastify runs it without the promise an async one costs on every review.
-      onRequest: (request, _reply, done) => {
-        (request.raw as Arrived)[ARRIVED_AT] = process.hrtime.bigint();
-        done();
-      },
-    },
-    async (request, reply) => {
+    // Not an async function: a review decided at once (the common case) is answered in this call,
+    // with no promise or timer; only one that waits on the cluster returns a promise.
+    (request, reply): AdmissionReviewReply | ErrorBody | Promise<AdmissionReviewReply> => {
       const decoded = decodeReview(request.body);
       if (!decoded.ok) {
         options.metrics.rejectedRequests.inc({ code: '400' });
-        return reply.code(400).send(errorBody(400, `invalid AdmissionReview: ${decoded.message}`));
+        void reply.code(400);
+        return errorBody(400, `invalid AdmissionReview: ${decoded.message}`);
       }
       const { request: admission, apiVersion } = decoded;
       const policy = options.policy();
       const budgetMs = reviewBudgetMs(requestTimeoutMs, apiserverTimeoutMs(request.query));
       const leftMs = budgetMs - sinceArrivalMs(request.raw);
-      let result: AdmissionResult;
+      const done = (result: AdmissionResult): AdmissionReviewReply => answer(request.raw, admission, apiVersion, policy.mode, result);
       if (inFlight >= maxInFlight || leftMs <= 0) {
         // Shed at once rather than queue past the apiserver's deadline: too many reviews await
         // cluster lookups, or this one already waited its budget away. The answer fails closed.
-        result = failClosed(admission, 'overloaded', 503, 'the webhook is overloaded; denied fail-closed, retry the request');
-      } else {
-        inFlight += 1;
-        options.metrics.inFlight.set(inFlight);
-        const decided = admit(admission, policy, options.cluster);
-        let deadline: { promise: Promise<AdmissionResult>; cancel: () => void } | undefined;
-        try {
-          // Most reviews are decided without waiting on the cluster: their promise has settled
-          // already and wins this race, and they need no deadline timer.
-          const settled = await Promise.race([decided, NOT_SETTLED]);
-          if (settled !== PENDING) {
-            result = settled;
-          } else {
-            deadline = timeout(leftMs, () =>
-              failClosed(admission, 'deadline', 500, `no decision within ${Math.round(budgetMs)} ms; denied fail-closed, retry the request`),
-            );
-            result = await Promise.race([decided, deadline.promise]);
-          }
-        } catch (error) {
-          log.error({ err: error, uid: admission.uid }, 'admission failed');
-          result = failClosed(admission, 'internal_error', 500, 'internal error while deciding; denied fail-closed');
-        } finally {
-          deadline?.cancel();
-          inFlight -= 1;
-          options.metrics.inFlight.set(inFlight);
-        }
+        return done(failClosed(admission, 'overloaded', 503, 'the webhook is overloaded; denied fail-closed, retry the request'));
       }
-      const durationMs = sinceArrivalMs(request.raw);
-      const { summary } = result;
-      options.metrics.observeAdmission(admission.operation, policy.mode, summary, durationMs / 1000);
-      const object = admission.object as { metadata?: { generateName?: unknown } } | null | undefined;
-      // The record is built only when it will be written.
-      if (logsDecisions()) log.info(
-        {
-          uid: admission.uid,
-          operation: admission.operation,
-          resource: admission.subResource ? `${admission.resource.resource}/${admission.subResource}` : admission.resource.resource,
-          namespace: summary.namespace,
-          pod: summary.pod || undefined,
-          generateName: typeof object?.metadata?.generateName === 'string' ? object.metadata.generateName : undefined,
-          dryRun: admission.dryRun || undefined,
-          decision: summary.decision,
-          rule: summary.rule || undefined,
-          outcome: summary.outcome,
-          allowed: result.response.allowed,
-          reason: summary.reason,
-          durationMs: Math.round(durationMs * 1000) / 1000,
-        },
-        'admission',
+      let decided: AdmissionResult | Promise<AdmissionResult>;
+      try {
+        decided = admit(admission, policy, options.cluster);
+      } catch (error) {
+        return done(internalError(admission, error));
+      }
+      if (!(decided instanceof Promise)) return done(decided);
+
+      // Waiting on the cluster (a namespace the cache lacks): counted in flight, and raced against
+      // what is left of the budget.
+      inFlight += 1;
+      options.metrics.inFlightReviews += 1;
+      const deadline = timeout(leftMs, () =>
+        failClosed(admission, 'deadline', 500, `no decision within ${Math.round(budgetMs)} ms; denied fail-closed, retry the request`),
       );
-      return reply.send(reviewReply(apiVersion, result.response));
+      return Promise.race([decided, deadline.promise])
+        .catch((error: unknown) => internalError(admission, error))
+        .then(done)
+        .finally(() => {
+          deadline.cancel();
+          inFlight -= 1;
+          options.metrics.inFlightReviews -= 1;
+        });
     },
   );
 

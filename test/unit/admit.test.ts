@@ -345,3 +345,27 @@ describe('requests that are not mutated', () => {
     expect(response.status).toEqual({ code: 400, message: 'sandbox-webhook: request.object is not a valid Pod: spec.containers: expected a list' });
   });
 });
+
+describe('when the namespace is known, admit() answers in the call', () => {
+  const labels = { 'team-a': { 'sandbox-webhook.io/tenant': 'true' } };
+  const known: ClusterFacts = { namespace: (name) => ({ name, labels: labels[name as 'team-a'] }), runtimeClass: facts().runtimeClass };
+
+  it('a namespace from the cache gives the answer itself, not a promise', () => {
+    const result = admit(request(podReview({ namespace: 'team-a' })), TENANT_POLICY, known);
+    expect(result).not.toBeInstanceOf(Promise);
+  });
+
+  it('a namespace that must be looked up gives a promise of the same answer', async () => {
+    const review = podReview({ namespace: 'team-a' });
+    const waited = admit(request(review), TENANT_POLICY, facts({ labels }));
+    expect(waited).toBeInstanceOf(Promise);
+    const atOnce = admit(request(review), TENANT_POLICY, known);
+    expect((await waited).response).toEqual((atOnce as Awaited<typeof waited>).response);
+    expect((await waited).response).toMatchObject({ allowed: true, patchType: 'JSONPatch', auditAnnotations: { rule: 'tenants' } });
+  });
+
+  it("a decision's reason is still given in words when read", async () => {
+    const { summary } = await admit(request(podReview({ namespace: 'team-a' })), TENANT_POLICY, known);
+    expect(summary.reason).toBe('namespace labels match sandbox-webhook.io/tenant=true');
+  });
+});

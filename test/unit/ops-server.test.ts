@@ -164,6 +164,8 @@ describe('load shedding and deadlines fail closed, in-band', () => {
     const { app: server, metrics } = await start({ cluster: gate.cluster, maxInFlight: 2 });
     const first = [post(server, review('1', 'team-a')), post(server, review('2', 'team-a'))];
     while (gate.waiting() < 2) await new Promise((done) => setTimeout(done, 1));
+    const scrape = async (): Promise<string> => (await server.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(await scrape()).toMatch(/^sandbox_webhook_admission_in_flight 2$/m);
     const shed = await Promise.all([post(server, review('3', 'team-a')), post(server, review('4', 'team-a'))]);
     for (const response of shed) {
       expect(response.statusCode).toBe(200);
@@ -176,6 +178,7 @@ describe('load shedding and deadlines fail closed, in-band', () => {
     for (const response of await Promise.all(first)) {
       expect(response.json().response).toMatchObject({ allowed: true, patchType: 'JSONPatch' });
     }
+    expect(await scrape()).toMatch(/^sandbox_webhook_admission_in_flight 0$/m);
     expect(await metrics.failClosed.get()).toMatchObject({ values: expect.arrayContaining([expect.objectContaining({ labels: { reason: 'overloaded' }, value: 2 })]) });
   });
 
