@@ -132,11 +132,17 @@ export function reviewReply(apiVersion: ReviewVersion, response: AdmissionRespon
 // characters without newlines (KUBERNETES.md §1).
 const WARNING_MAX_CHARS = 120;
 
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]+/g;
+// eslint-disable-next-line no-control-regex
+const HAS_CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
 export function sanitizeWarnings(warnings: readonly string[]): string[] {
   const out: string[] = [];
   for (const warning of warnings) {
-    // eslint-disable-next-line no-control-regex
-    let text = warning.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+    // Most warnings are clean: they are tested, not rewritten.
+    let text = HAS_CONTROL_CHARACTER.test(warning) ? warning.replace(CONTROL_CHARACTERS, ' ') : warning;
+    text = text.trim();
     if (text.length >= WARNING_MAX_CHARS) text = `${text.slice(0, WARNING_MAX_CHARS - 4)}...`;
     if (text !== '' && !out.includes(text)) out.push(text);
   }

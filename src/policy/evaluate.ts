@@ -137,12 +137,17 @@ function unknownFacts(rule: Rule, namespace: NamespaceFacts, pod: PodView): stri
 /** First matching rule decides; where a rule's match cannot be known, the strictest possible outcome wins. */
 export function decide(policy: Policy, namespace: NamespaceFacts, pod: PodView): Decision {
   let chosen: Rule | undefined;
+  /** whether the chosen rule itself surely matches (not only may) */
+  let chosenSure = false;
   let certain = false;
   let uncertainty: string | undefined;
   for (const rule of candidateRules(policy.index, namespace.name, pod)) {
     const m = matchRule(policy.index, rule, namespace, pod);
     if (m === NO) continue;
-    if (!chosen || STRICTNESS[rule.action] > STRICTNESS[chosen.action]) chosen = rule;
+    if (!chosen || STRICTNESS[rule.action] > STRICTNESS[chosen.action]) {
+      chosen = rule;
+      chosenSure = m === YES;
+    }
     if (m === YES) {
       certain = true;
       break;
@@ -160,14 +165,40 @@ export function decide(policy: Policy, namespace: NamespaceFacts, pod: PodView):
       failSafe,
     };
   }
-  const sure = certain && matchRule(policy.index, chosen, namespace, pod) === YES;
-  return {
-    action: chosen.action,
-    rule: chosen.name,
-    runtimeClassName: chosen.runtimeClassName,
-    reason: sure ? explainMatch(policy.index, chosen, namespace, pod) : `rule "${chosen.name}" may match`,
-    failSafe,
-  };
+  return new MatchedDecision(policy.index, chosen, namespace, pod, certain && chosenSure, failSafe);
+}
+
+/**
+ * A rule's decision. Its reason is put in words only when read (a denial message, a log line): most
+ * reviews never need it, and explaining a match walks the rule again. A class, so that the lazy
+ * getter lives on the prototype and every decision keeps the same fast shape.
+ */
+class MatchedDecision implements Decision {
+  readonly action: Action;
+  readonly rule: string;
+  readonly runtimeClassName: string;
+  private explained: string | undefined;
+
+  constructor(
+    private readonly index: RuleIndex,
+    private readonly matched: Rule,
+    private readonly namespace: NamespaceFacts,
+    private readonly pod: PodView,
+    /** whether the rule surely matches, not only may */
+    private readonly sure: boolean,
+    readonly failSafe: string | undefined,
+  ) {
+    this.action = matched.action;
+    this.rule = matched.name;
+    this.runtimeClassName = matched.runtimeClassName;
+  }
+
+  get reason(): string {
+    this.explained ??= this.sure
+      ? explainMatch(this.index, this.matched, this.namespace, this.pod)
+      : `rule "${this.matched.name}" may match`;
+    return this.explained;
+  }
 }
 
 const WARNING_PREFIX = 'sandbox-webhook: ';

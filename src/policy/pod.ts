@@ -94,6 +94,24 @@ function parseImageOnce(image: string): ParsedImage {
   return parsed;
 }
 
+// `spec.containers[0]` and `spec.containers[0].image`, built once for the indices pods use rather
+// than on every review.
+const CACHED_PATHS = 32;
+const PATHS = new Map(
+  CONTAINER_LISTS.map((list) => {
+    const containers = Array.from({ length: CACHED_PATHS }, (_, i) => `spec.${list}[${i}]`);
+    return [list, { containers, images: containers.map((path) => `${path}.image`) }] as const;
+  }),
+);
+
+function containerPath(list: (typeof CONTAINER_LISTS)[number], i: number): string {
+  return PATHS.get(list)?.containers[i] ?? `spec.${list}[${i}]`;
+}
+
+function imagePath(list: (typeof CONTAINER_LISTS)[number], i: number): string {
+  return PATHS.get(list)?.images[i] ?? `spec.${list}[${i}].image`;
+}
+
 export function readPod(object: unknown): ReadPodResult {
   try {
     if (!isObject(object)) throw new ShapeError('object: expected a Pod object');
@@ -117,17 +135,18 @@ export function readPod(object: unknown): ReadPodResult {
 
     const images: PodImage[] = [];
     for (const list of CONTAINER_LISTS) {
-      optionalList(spec[list], `spec.${list}`).forEach((entry, i) => {
-        const path = `spec.${list}[${i}]`;
-        const container = optionalObject(entry, path) ?? {};
+      const entries = optionalList(spec[list], `spec.${list}`);
+      for (let i = 0; i < entries.length; i++) {
+        const path = containerPath(list, i);
+        const container = optionalObject(entries[i], path) ?? {};
         const containerName = optionalString(container.name, `${path}.name`) ?? '';
         const image = optionalString(container.image, `${path}.image`) ?? '';
-        images.push({ path: `${path}.image`, container: containerName, image, parsed: parseImageOnce(image) });
+        images.push({ path: imagePath(list, i), container: containerName, image, parsed: parseImageOnce(image) });
         const securityContext = optionalObject(container.securityContext, `${path}.securityContext`);
         if (securityContext && optionalBoolean(securityContext.privileged, `${path}.securityContext.privileged`)) {
           incompatibilities.push(`${path}.securityContext.privileged (container "${containerName}")`);
         }
-      });
+      }
     }
 
     return {

@@ -25,9 +25,17 @@ function podWith(images: string[], labels: Record<string, string> = {}): PodView
   return result.pod;
 }
 
-function decideBoth(policy: Policy, namespace: string, pod: PodView): [Decision, Decision] {
+/** What a decision says, reason included (read through its getter), without the engine's internals. */
+type Said = Pick<Decision, 'action' | 'rule' | 'runtimeClassName' | 'reason' | 'failSafe'>;
+
+function said(decision: Decision): Said {
+  const { action, rule, runtimeClassName, reason, failSafe } = decision;
+  return { action, rule, runtimeClassName, reason, failSafe };
+}
+
+function decideBoth(policy: Policy, namespace: string, pod: PodView): [Said, Said] {
   const facts = { name: namespace, labels: undefined, unknownReason: 'test' };
-  return [decide(policy, facts, pod), decide(scanned(policy), facts, pod)];
+  return [said(decide(policy, facts, pod)), said(decide(scanned(policy), facts, pod))];
 }
 
 const document = (rules: unknown[]): unknown => ({
