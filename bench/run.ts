@@ -10,8 +10,9 @@
 //          mix, which the targets use; default 4), --connections N (default 8),
 //          --profile (webhook under node --cpu-prof; the profile's path is printed),
 //          --scenario NAME (repeatable: only these load scenarios), --skip-load, --skip-scaling,
-//          --webhook PATH (another build's main.js, to compare builds), --strict (exit 1 when a
-//          target is not met)
+//          --webhook PATH (another build's main.js, to compare builds), --node-flags "..." (Node
+//          flags for both servers instead of the image's, from its Dockerfile CMD; "" for none),
+//          --strict (exit 1 when a target is not met)
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -312,6 +313,18 @@ async function checkAnswers(fixtures: readonly Fixture[], webhook: ServerProcess
   }
 }
 
+/**
+ * The Node flags of the image: what its CMD passes to node before dist/main.js (the distroless
+ * entrypoint is node itself), so that the benchmark measures the webhook as it is deployed.
+ */
+export function imageNodeFlags(dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')): string[] {
+  const cmd = /^CMD (\[.*\])\s*$/m.exec(dockerfile)?.[1];
+  const args: unknown = cmd === undefined ? undefined : JSON.parse(cmd);
+  const main = Array.isArray(args) ? args.indexOf('dist/main.js') : -1;
+  if (!Array.isArray(args) || main === -1) throw new Error('Dockerfile: no CMD ["...", "dist/main.js"] to take the Node flags from');
+  return args.slice(0, main).map(String);
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -323,6 +336,7 @@ async function main(): Promise<number> {
       strict: { type: 'boolean', default: false },
       scenario: { type: 'string', multiple: true },
       webhook: { type: 'string' },
+      'node-flags': { type: 'string' },
     },
   });
   const durationSeconds = Number(values['duration-seconds']);
@@ -357,6 +371,8 @@ async function main(): Promise<number> {
     printScaling(points);
   }
 
+  // Both servers run on the Node flags the image runs with (the same Node setup), unless told otherwise.
+  const nodeFlags = values['node-flags'] === undefined ? imageNodeFlags() : values['node-flags'].split(' ').filter(Boolean);
   let results: ScenarioResult[] = [];
   let rss: { webhook: number; baseline: number } | undefined;
   let profileDir: string | undefined;
@@ -369,6 +385,7 @@ async function main(): Promise<number> {
     profileDir = values.profile ? join(work, 'profiles') : undefined;
     const [webhookPort, baselinePort] = [await freePort(), await freePort()];
     const webhook = startServer('webhook', webhookPort, [
+      ...nodeFlags,
       ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
       mainJs,
       '--port', String(webhookPort),
@@ -379,11 +396,11 @@ async function main(): Promise<number> {
       '--offline',
       '--shutdown-delay-seconds', '0',
     ]);
-    const baseline = startServer('null webhook', baselinePort, [join(ROOT, 'bench', 'null-webhook.mjs'), '--port', String(baselinePort), '--host', '127.0.0.1', ...tls]);
+    const baseline = startServer('null webhook', baselinePort, [...nodeFlags, join(ROOT, 'bench', 'null-webhook.mjs'), '--port', String(baselinePort), '--host', '127.0.0.1', ...tls]);
     try {
       await Promise.all([waitReady(webhook, ca), waitReady(baseline, ca)]);
       await checkAnswers(fixtures, webhook, baseline, ca);
-      console.log(`\nload: ${durationSeconds} s per run, ${connections} connections, webhook pid ${webhook.child.pid}, null webhook pid ${baseline.child.pid}`);
+      console.log(`\nload: ${durationSeconds} s per run, ${connections} connections, node flags (both servers, as in the image): ${nodeFlags.join(' ') || 'none'}; webhook pid ${webhook.child.pid}, null webhook pid ${baseline.child.pid}`);
       results = await loadRuns(scenarios, fixtures, webhook, baseline, ca, durationSeconds, connections);
       rss = {
         webhook: (peakRssMiB(webhook.child.pid ?? 0) * 2 ** 20) / 1e6,
@@ -410,7 +427,7 @@ async function main(): Promise<number> {
     machine: info,
     // Other processes on the machine during the run: throughput and latency depend on it; CPU per review much less.
     loadAverage1m: { start: loadAverageAtStart, end: os.loadavg()[0] ?? 0 },
-    load: { connections, durationSecondsPerRun: durationSeconds, pipelining: 1, policy: 'bench/policy.yaml', webhook: mainJs },
+    load: { connections, durationSecondsPerRun: durationSeconds, pipelining: 1, policy: 'bench/policy.yaml', webhook: mainJs, nodeFlags },
     fixtures: fixtures.map((f) => ({ name: f.name, description: f.description, bytes: Buffer.byteLength(f.body) })),
     scaling: points,
     scenarios: results,
