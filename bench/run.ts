@@ -10,7 +10,7 @@
 //          mix, which the targets use; default 4), --connections N (default 8),
 //          --profile (webhook under node --cpu-prof; the profile's path is printed),
 //          --scenario NAME (repeatable: only these load scenarios), --skip-load, --skip-scaling,
-//          --webhook PATH (another build's main.js, to compare builds), --node-flags "..." (Node
+//          --webhook PATH (another build's main.js, to compare builds), --node-flags="..." (Node
 //          flags for both servers instead of the image's, from its Dockerfile CMD; "" for none),
 //          --strict (exit 1 when a target is not met)
 
