@@ -4,7 +4,7 @@
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -51,6 +51,21 @@ export async function generateCerts(): Promise<CertSet> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A work directory holding a fresh serving certificate and a policy, as the files startWebhook() reads. */
+export async function servingFiles(prefix: string, policy: string): Promise<{
+  readonly workDir: string;
+  readonly certs: CertSet;
+  readonly files: { policyFile: string; certFile: string; keyFile: string; ca: readonly string[] };
+}> {
+  const workDir = tempDir(prefix);
+  const certs = await generateCerts();
+  const files = { policyFile: join(workDir, 'policy.yaml'), certFile: join(workDir, 'tls.crt'), keyFile: join(workDir, 'tls.key'), ca: [certs.caPem] };
+  writeFileSync(files.certFile, certs.certPem);
+  writeFileSync(files.keyFile, certs.keyPem);
+  writeFileSync(files.policyFile, policy);
+  return { workDir, certs, files };
 }
 
 export async function freePort(): Promise<number> {

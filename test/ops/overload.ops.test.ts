@@ -6,20 +6,19 @@
 // denial: never a transport error, never a dropped request.
 
 import { connect } from 'node:tls';
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   clientAgent,
-  generateCerts,
   get,
   percentile,
   podReview,
   report,
   reviewTemplate,
   sendReview,
+  servingFiles,
   sleep,
   startWebhook,
-  tempDir,
   type CertSet,
   type Exchange,
   type WebhookProcess,
@@ -71,17 +70,9 @@ describe('overload (node dist/main.js, real TLS sockets)', () => {
   let webhook: WebhookProcess;
 
   beforeAll(async () => {
-    workDir = tempDir('overload');
-    certs = await generateCerts();
-    writeFileSync(`${workDir}/tls.crt`, certs.certPem);
-    writeFileSync(`${workDir}/tls.key`, certs.keyPem);
-    writeFileSync(`${workDir}/policy.yaml`, POLICY);
-    webhook = await startWebhook({
-      policyFile: `${workDir}/policy.yaml`,
-      certFile: `${workDir}/tls.crt`,
-      keyFile: `${workDir}/tls.key`,
-      ca: [certs.caPem],
-    });
+    let files;
+    ({ workDir, certs, files } = await servingFiles('overload', POLICY));
+    webhook = await startWebhook(files);
   });
 
   afterAll(() => {

@@ -3,20 +3,19 @@
 // update has propagated (here 1.5 s after /readyz turned unready), then only to the new pod. Every
 // review sent to either must be answered: no reset, no 503, nothing dropped.
 
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  LoadClients,
   failures,
-  generateCerts,
   get,
+  LoadClients,
   percentile,
   podReview,
   report,
+  servingFiles,
   sleep,
   startWebhook,
-  tempDir,
   type CertSet,
   type WebhookProcess,
 } from './harness.js';
@@ -66,12 +65,8 @@ describe('graceful shutdown under load (node dist/main.js, real TLS sockets)', (
   let newPod: WebhookProcess;
 
   beforeAll(async () => {
-    workDir = tempDir('shutdown');
-    certs = await generateCerts();
-    writeFileSync(`${workDir}/tls.crt`, certs.certPem);
-    writeFileSync(`${workDir}/tls.key`, certs.keyPem);
-    writeFileSync(`${workDir}/policy.yaml`, POLICY);
-    const files = { policyFile: `${workDir}/policy.yaml`, certFile: `${workDir}/tls.crt`, keyFile: `${workDir}/tls.key`, ca: [certs.caPem] };
+    let files;
+    ({ workDir, certs, files } = await servingFiles('shutdown', POLICY));
     [oldPod, newPod] = await Promise.all([
       startWebhook(files),
       // The replacement logs at warn: --log-level must silence the per-decision info lines.
