@@ -317,7 +317,7 @@ async function checkAnswers(fixtures: readonly Fixture[], webhook: ServerProcess
  * The Node flags of the image: what its CMD passes to node before dist/main.js (the distroless
  * entrypoint is node itself), so that the benchmark measures the webhook as it is deployed.
  */
-export function imageNodeFlags(dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')): string[] {
+function imageNodeFlags(dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')): string[] {
   const cmd = /^CMD (\[.*\])\s*$/m.exec(dockerfile)?.[1];
   const args: unknown = cmd === undefined ? undefined : JSON.parse(cmd);
   const main = Array.isArray(args) ? args.indexOf('dist/main.js') : -1;
@@ -367,7 +367,7 @@ async function main(): Promise<number> {
   let points: ScalingPoint[] = [];
   if (!values['skip-scaling']) {
     console.log(`\npolicy scaling: ${SCALES.join(', ')} rules, then image patterns...`);
-    points = await runScaling(fixtures, 150);
+    points = runScaling(fixtures, 150);
     printScaling(points);
   }
 

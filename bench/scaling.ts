@@ -127,7 +127,7 @@ function engine(policy: Policy, object: unknown, namespace: NamespaceFacts): { a
 
 const SMALL_MIX: readonly FixtureName[] = ['tenant', 'system', 'denied'];
 
-export async function runScaling(fixtures: readonly Fixture[], budgetMs: number): Promise<ScalingPoint[]> {
+export function runScaling(fixtures: readonly Fixture[], budgetMs: number): ScalingPoint[] {
   const inputs = fixtures.map((fixture) => {
     const decoded = decodeReview(JSON.parse(fixture.body));
     if (!decoded.ok) throw new Error(`fixture ${fixture.name}: ${decoded.message}`);

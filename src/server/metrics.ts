@@ -113,21 +113,18 @@ export class Metrics {
 
   // The series of each label set, found without building a key: by rule name (a string from the
   // policy, whose hash V8 keeps), then among the few operation, decision, mode and outcome
-  // combinations that rule has seen. A policy has a bounded set of rules; past the cap the lookup
-  // cache starts over (the series themselves stay, as counters must).
+  // combinations that rule has seen. Bounded as the families are: by the rules policies have named.
   private readonly admissionSeries = new Map<string, AdmissionSeries[]>();
-  private admissionSeriesCount = 0;
 
   observeAdmission(operation: string, mode: string, summary: AdmissionSummary, durationSeconds: number): void {
     const { decision, rule, outcome } = summary;
     let seen = this.admissionSeries.get(rule);
-    let series = seen?.find((s) => s.operation === operation && s.decision === decision && s.mode === mode && s.outcome === outcome);
+    if (!seen) {
+      seen = [];
+      this.admissionSeries.set(rule, seen);
+    }
+    let series = seen.find((s) => s.operation === operation && s.decision === decision && s.mode === mode && s.outcome === outcome);
     if (!series) {
-      if (this.admissionSeriesCount >= 10_000) {
-        this.admissionSeries.clear();
-        this.admissionSeriesCount = 0;
-        seen = undefined;
-      }
       series = {
         operation,
         decision,
@@ -136,9 +133,7 @@ export class Metrics {
         count: this.admissions.child(operation, decision, rule, mode, outcome),
         duration: this.admissionDuration.child(outcome),
       };
-      if (seen) seen.push(series);
-      else this.admissionSeries.set(rule, [series]);
-      this.admissionSeriesCount += 1;
+      seen.push(series);
     }
     series.count.value += 1;
     series.duration.observe(durationSeconds);
