@@ -140,6 +140,60 @@ export function sandboxPatch(pod: Json, runtimeClassName: string, rule: string):
 }
 
 /**
+ * What the sandbox patch depends on, as a number: whether metadata, annotations, the rule annotation
+ * and spec.runtimeClassName are there (and equal to what is set), and whether metadata comes before
+ * spec (compare() visits keys in the pod's order). The patch never holds the pod's own values, only
+ * the rule and the class, so pods of one shape get the same patch. Undefined for a pod whose
+ * objects are not plain, which is diffed on its own.
+ */
+function patchShape(pod: Json, runtimeClassName: string, rule: string): number | undefined {
+  const spec = pod.spec;
+  if (!isPlainObject(pod) || !isPlainObject(spec)) return undefined;
+  let shape = 0;
+  if (has(pod, 'metadata')) {
+    const metadata = pod.metadata;
+    if (!isPlainObject(metadata)) return undefined;
+    shape |= 1;
+    for (const key in pod) {
+      if (key === 'metadata') shape |= 2;
+      if (key === 'metadata' || key === 'spec') break;
+    }
+    if (has(metadata, 'annotations')) {
+      const annotations = metadata.annotations;
+      if (!isPlainObject(annotations) || has(annotations, '__proto__')) return undefined;
+      shape |= 4;
+      if (has(annotations, RULE_ANNOTATION)) shape |= annotations[RULE_ANNOTATION] === rule ? 8 : 16;
+    }
+  }
+  if (has(spec, 'runtimeClassName')) shape |= spec.runtimeClassName === runtimeClassName ? 32 : 64;
+  return shape;
+}
+
+function encodePatch(patch: readonly fastJsonPatch.Operation[]): string | undefined {
+  return patch.length === 0 ? undefined : Buffer.from(JSON.stringify(patch)).toString('base64');
+}
+
+// Encoded patches by class, rule and shape: most reviews repeat a handful of them. Bounded, since
+// policy reloads bring new rule names; when full it starts over.
+const ENCODED_PATCHES = new Map<string, string | undefined>();
+const ENCODED_PATCHES_MAX_ENTRIES = 4096;
+
+/**
+ * The sandbox patch as the response carries it (standard base64 of the JSON Patch), or undefined
+ * when the pod already is as it should be. Each shape of pod is diffed and encoded once per rule.
+ */
+export function encodedSandboxPatch(pod: Json, runtimeClassName: string, rule: string): string | undefined {
+  const shape = patchShape(pod, runtimeClassName, rule);
+  if (shape === undefined) return encodePatch(sandboxPatch(pod, runtimeClassName, rule));
+  const key = `${shape} ${runtimeClassName} ${rule}`;
+  if (ENCODED_PATCHES.has(key)) return ENCODED_PATCHES.get(key);
+  const encoded = encodePatch(sandboxPatch(pod, runtimeClassName, rule));
+  if (ENCODED_PATCHES.size >= ENCODED_PATCHES_MAX_ENTRIES) ENCODED_PATCHES.clear();
+  ENCODED_PATCHES.set(key, encoded);
+  return encoded;
+}
+
+/**
  * The answer to one review: at once when every fact is at hand (the common case), or a promise when
  * the namespace's labels must first be read from the API server.
  */
@@ -216,9 +270,9 @@ function conclude(
   if (!verdict.allowed) {
     response.status = { code: 403, reason: 'Forbidden', message: `sandbox-webhook: ${verdict.denial ?? 'denied'}` };
   } else if (verdict.setRuntimeClassName !== undefined) {
-    const patch = sandboxPatch(request.object as Json, verdict.setRuntimeClassName, decision.rule);
-    if (patch.length > 0) {
-      response.patch = Buffer.from(JSON.stringify(patch)).toString('base64');
+    const patch = encodedSandboxPatch(request.object as Json, verdict.setRuntimeClassName, decision.rule);
+    if (patch !== undefined) {
+      response.patch = patch;
       response.patchType = 'JSONPatch';
     }
   }
