@@ -38,40 +38,45 @@ function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function optionalObject(value: unknown, path: string): Json | undefined {
+// Each check takes its field's path in two parts, joined only for an error message: a review whose
+// pod is well formed builds no path strings.
+
+function optionalObject(value: unknown, path: string, field = ''): Json | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw new ShapeError(`${path}: expected an object`);
+  if (!isObject(value)) throw new ShapeError(`${path}${field}: expected an object`);
   return value;
 }
 
-function optionalList(value: unknown, path: string): unknown[] {
+function optionalList(value: unknown, path: string, field = ''): unknown[] {
   if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) throw new ShapeError(`${path}: expected a list`);
+  if (!Array.isArray(value)) throw new ShapeError(`${path}${field}: expected a list`);
   return value;
 }
 
-function optionalString(value: unknown, path: string): string | undefined {
+function optionalString(value: unknown, path: string, field = ''): string | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw new ShapeError(`${path}: expected a string`);
+  if (typeof value !== 'string') throw new ShapeError(`${path}${field}: expected a string`);
   return value;
 }
 
 function stringMap(value: unknown, path: string): Labels {
   const map = optionalObject(value, path);
   if (!map) return {};
-  for (const key of Object.keys(map)) {
+  // JSON.parse makes plain objects: for-in visits their own keys, without the array Object.keys makes.
+  for (const key in map) {
     if (typeof map[key] !== 'string') throw new ShapeError(`${path}.${key}: expected a string`);
   }
   return map as Labels;
 }
 
-function optionalBoolean(value: unknown, path: string): boolean {
+function optionalBoolean(value: unknown, path: string, field = ''): boolean {
   if (value === undefined || value === null) return false;
-  if (typeof value !== 'boolean') throw new ShapeError(`${path}: expected a boolean`);
+  if (typeof value !== 'boolean') throw new ShapeError(`${path}${field}: expected a boolean`);
   return value;
 }
 
 const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+const HOST_NAMESPACE_FIELDS = ['hostNetwork', 'hostPID', 'hostIPC'] as const;
 
 // Pods repeat images (every replica of a Deployment, the same sidecars in every namespace): each
 // reference is parsed once and its frozen result shared. Bounded, so that references sent to fill
@@ -123,27 +128,28 @@ export function readPod(object: unknown): ReadPodResult {
     const annotations = stringMap(metadata.annotations, 'metadata.annotations');
 
     const incompatibilities: string[] = [];
-    for (const field of ['hostNetwork', 'hostPID', 'hostIPC'] as const) {
-      if (optionalBoolean(spec[field], `spec.${field}`)) incompatibilities.push(`spec.${field}`);
+    for (const field of HOST_NAMESPACE_FIELDS) {
+      if (optionalBoolean(spec[field], 'spec.', field)) incompatibilities.push(`spec.${field}`);
     }
-    optionalList(spec.volumes, 'spec.volumes').forEach((volume, i) => {
-      const v = optionalObject(volume, `spec.volumes[${i}]`) ?? {};
-      if (v.hostPath !== undefined && v.hostPath !== null) {
-        incompatibilities.push(`spec.volumes[${i}].hostPath (volume "${String(v.name ?? '')}")`);
+    const volumes = optionalList(spec.volumes, 'spec.volumes');
+    for (let i = 0; i < volumes.length; i++) {
+      const volume = optionalObject(volumes[i], 'spec.volumes', `[${i}]`);
+      if (volume && volume.hostPath !== undefined && volume.hostPath !== null) {
+        incompatibilities.push(`spec.volumes[${i}].hostPath (volume "${String(volume.name ?? '')}")`);
       }
-    });
+    }
 
     const images: PodImage[] = [];
     for (const list of CONTAINER_LISTS) {
-      const entries = optionalList(spec[list], `spec.${list}`);
+      const entries = optionalList(spec[list], 'spec.', list);
       for (let i = 0; i < entries.length; i++) {
         const path = containerPath(list, i);
         const container = optionalObject(entries[i], path) ?? {};
-        const containerName = optionalString(container.name, `${path}.name`) ?? '';
-        const image = optionalString(container.image, `${path}.image`) ?? '';
+        const containerName = optionalString(container.name, path, '.name') ?? '';
+        const image = optionalString(container.image, path, '.image') ?? '';
         images.push({ path: imagePath(list, i), container: containerName, image, parsed: parseImageOnce(image) });
-        const securityContext = optionalObject(container.securityContext, `${path}.securityContext`);
-        if (securityContext && optionalBoolean(securityContext.privileged, `${path}.securityContext.privileged`)) {
+        const securityContext = optionalObject(container.securityContext, path, '.securityContext');
+        if (securityContext && optionalBoolean(securityContext.privileged, path, '.securityContext.privileged')) {
           incompatibilities.push(`${path}.securityContext.privileged (container "${containerName}")`);
         }
       }

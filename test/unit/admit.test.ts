@@ -344,6 +344,34 @@ describe('requests that are not mutated', () => {
     expect(response.allowed).toBe(false);
     expect(response.status).toEqual({ code: 400, message: 'sandbox-webhook: request.object is not a valid Pod: spec.containers: expected a list' });
   });
+
+  // Each field of the wrong type is named by its whole path in the denial.
+  const misshapen: [string, Json, string][] = [
+    ['hostNetwork is a string', { hostNetwork: 'yes' }, 'spec.hostNetwork: expected a boolean'],
+    ['a volume is a string', { volumes: [{ name: 'a', emptyDir: {} }, 'v'] }, 'spec.volumes[1]: expected an object'],
+    ['volumes is an object', { volumes: {} }, 'spec.volumes: expected a list'],
+    ['initContainers is a string', { initContainers: 'c' }, 'spec.initContainers: expected a list'],
+    ['a container is a list', { containers: [[]] }, 'spec.containers[0]: expected an object'],
+    ['a container name is a number', { containers: [{ name: 1, image: 'nginx' }] }, 'spec.containers[0].name: expected a string'],
+    ['an image is an object', { containers: [{ name: 'a', image: 'nginx' }, { name: 'b', image: {} }] }, 'spec.containers[1].image: expected a string'],
+    ['a securityContext is a string', { containers: [{ name: 'a', image: 'nginx', securityContext: 'x' }] }, 'spec.containers[0].securityContext: expected an object'],
+    [
+      'privileged is a string',
+      { ephemeralContainers: [{ name: 'a', image: 'nginx', securityContext: { privileged: 'true' } }] },
+      'spec.ephemeralContainers[0].securityContext.privileged: expected a boolean',
+    ],
+    ['the 40th container has no valid image', { containers: [...Array.from({ length: 39 }, (_, i) => ({ name: `c${i}`, image: 'nginx' })), { name: 'x', image: 7 }] }, 'spec.containers[39].image: expected a string'],
+    ['a nodeSelector value is a number', { containers: [], nodeSelector: { zone: 1 } }, 'spec.nodeSelector.zone: expected a string'],
+  ];
+  for (const [name, spec, message] of misshapen) {
+    it(`a pod whose ${name} is denied with 400, naming ${message.split(':')[0]}`, async () => {
+      const review = podReview();
+      (review.request as Json).object = { metadata: { name: 'p' }, spec };
+      const response = await run(review);
+      expect(response.allowed).toBe(false);
+      expect(response.status).toEqual({ code: 400, message: `sandbox-webhook: request.object is not a valid Pod: ${message}` });
+    });
+  }
 });
 
 describe('when the namespace is known, admit() answers in the call', () => {
