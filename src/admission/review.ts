@@ -73,9 +73,15 @@ function optionalString(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+function isString(value: unknown): value is string {
+  return typeof value === 'string';
+}
+
 function userInfo(value: unknown): AdmissionRequest['userInfo'] {
   if (!isObject(value)) return { username: '', groups: [] };
-  const groups = Array.isArray(value.groups) ? value.groups.filter((g): g is string => typeof g === 'string') : [];
+  const raw = value.groups;
+  // The apiserver sends a list of strings: it is used as it is, and copied only when it is not.
+  const groups = Array.isArray(raw) ? (raw.every(isString) ? (raw as string[]) : raw.filter(isString)) : [];
   return { username: optionalString(value.username) ?? '', groups };
 }
 
@@ -123,6 +129,45 @@ export function decodeReview(body: unknown): DecodedReview {
     },
   };
 }
+
+/**
+ * The reply as a JSON Schema, for a serializer compiled once (fastify's fast-json-stringify) rather
+ * than JSON.stringify walking every answer. Such a serializer writes only the properties named
+ * here: the `satisfies` clauses make a field added to AdmissionResponse or AdmissionStatus without
+ * its schema a type error, so no field can be dropped silently.
+ */
+const STATUS_PROPERTIES = {
+  code: { type: 'integer' },
+  reason: { type: 'string' },
+  message: { type: 'string' },
+} as const satisfies Record<keyof AdmissionStatus, unknown>;
+
+const RESPONSE_PROPERTIES = {
+  uid: { type: 'string' },
+  allowed: { type: 'boolean' },
+  status: { type: 'object', properties: STATUS_PROPERTIES, required: ['code', 'message'] },
+  patchType: { type: 'string' },
+  // Standard base64, made by Buffer: nothing in it needs escaping, so none is attempted.
+  patch: { type: 'string', format: 'unsafe' },
+  warnings: { type: 'array', items: { type: 'string' } },
+  // The keys every answer uses are named, so that they are written as constants; any other key is
+  // written too, escaped.
+  auditAnnotations: {
+    type: 'object',
+    properties: { decision: { type: 'string' }, rule: { type: 'string' }, outcome: { type: 'string' }, mode: { type: 'string' }, 'fail-safe': { type: 'string' } },
+    additionalProperties: { type: 'string' },
+  },
+} as const satisfies Record<keyof AdmissionResponse, unknown>;
+
+export const REVIEW_REPLY_SCHEMA = {
+  type: 'object',
+  properties: {
+    apiVersion: { type: 'string' },
+    kind: { type: 'string' },
+    response: { type: 'object', properties: RESPONSE_PROPERTIES, required: ['uid', 'allowed'] },
+  } satisfies Record<keyof AdmissionReviewReply, unknown>,
+  required: ['apiVersion', 'kind', 'response'],
+} as const;
 
 export function reviewReply(apiVersion: ReviewVersion, response: AdmissionResponse): AdmissionReviewReply {
   return { apiVersion, kind: 'AdmissionReview', response };

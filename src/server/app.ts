@@ -11,12 +11,13 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyHttpsOptions,
   type FastifyInstance,
+  type FastifySchema,
   type FastifyServerOptions,
 } from 'fastify';
 import { pino } from 'pino';
 import { admit, rejected, type AdmissionResult } from '../admission/admit.js';
 import type { ClusterFacts } from '../admission/facts.js';
-import { decodeReview, reviewReply, type AdmissionRequest, type AdmissionReviewReply, type ReviewVersion } from '../admission/review.js';
+import { decodeReview, REVIEW_REPLY_SCHEMA, reviewReply, type AdmissionRequest, type AdmissionReviewReply, type ReviewVersion } from '../admission/review.js';
 import type { Policy } from '../policy/policy.js';
 import type { FailClosedReason, Metrics } from './metrics.js';
 import { secureContextOptions } from './tls.js';
@@ -73,6 +74,10 @@ function errorBody(statusCode: number, message: string): ErrorBody {
 const ROUTES: Record<string, string> = { '/mutate': 'POST', '/healthz': 'GET', '/readyz': 'GET', '/metrics': 'GET' };
 
 const ARRIVED_AT = Symbol('arrivedAt');
+
+// Only the response is described: fastify compiles a serializer for answers (200) from it, and
+// nothing validates or coerces the request.
+const MUTATE_SCHEMA: FastifySchema = { response: { 200: REVIEW_REPLY_SCHEMA } };
 
 function timeout<T>(ms: number, onTimeout: () => T): { promise: Promise<T>; cancel: () => void } {
   let timer: NodeJS.Timeout | undefined;
@@ -252,6 +257,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.post(
     '/mutate',
+    { schema: MUTATE_SCHEMA },
     // Not an async function: a review decided at once (the common case) is answered in this call,
     // with no promise or timer; only one that waits on the cluster returns a promise.
     (request, reply): AdmissionReviewReply | ErrorBody | Promise<AdmissionReviewReply> => {

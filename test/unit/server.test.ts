@@ -9,11 +9,13 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { admit } from '../../src/admission/admit.js';
 import { offlineFacts } from '../../src/admission/facts.js';
+import { decodeReview, reviewReply } from '../../src/admission/review.js';
 import { buildApp } from '../../src/server/app.js';
 import { Metrics } from '../../src/server/metrics.js';
 import { policyFromSpec } from '../support/policy.js';
-import { decodePatch, fixture, FIXTURES, HAVE_SHARED_FIXTURES, podReview, SHARED_FIXTURES, type Json } from '../support/review.js';
+import { decodePatch, fixture, FIXTURES, HAVE_SHARED_FIXTURES, pod, podReview, SHARED_FIXTURES, type Json } from '../support/review.js';
 
 const policy = policyFromSpec(`
   rules:
@@ -104,6 +106,62 @@ describe('POST /mutate envelope', () => {
       { op: 'add', path: '/metadata/annotations', value: { 'sandbox-webhook.io/rule': 'default' } },
     ]);
   });
+});
+
+describe('answers are written by the compiled serializer without losing a field', () => {
+  // A policy that gives every kind of answer: patches, warnings, denials with a reason, audit.
+  const policies = {
+    enforce: policyFromSpec(`
+  incompatible: warn
+  rules:
+    - name: system
+      match: { namespaces: [kube-system] }
+      action: allow
+    - name: blocked
+      match: { anyImage: ["evil.example.com/**"] }
+      action: deny
+`),
+    // Namespace labels are unknown offline: a pod the rule "trusted" may allow is sandboxed fail-safe.
+    audit: policyFromSpec(`
+  mode: audit
+  rules:
+    - name: blocked
+      match: { anyImage: ["evil.example.com/**"] }
+      action: deny
+    - name: trusted
+      match: { namespaceSelector: { matchLabels: { trusted: "true" } } }
+      action: allow
+`),
+  };
+  const reviews: [string, Json][] = [
+    ['a sandboxed pod', podReview()],
+    ['a sandboxed pod with hostNetwork (a warning on top)', podReview({ pod: pod({ hostNetwork: true }) })],
+    ['a pod with another runtimeClassName, a control character and quotes in it', podReview({ pod: pod({ runtimeClassName: 'run"c\u0007' }) })],
+    ['an allowed system pod', podReview({ namespace: 'kube-system' })],
+    ['a denied pod', podReview({ pod: pod({ containers: [{ name: 'x', image: 'evil.example.com/miner:1' }] }) })],
+    ['a pod that is not a pod', { ...podReview(), request: { ...(podReview().request as Json), object: { spec: 'x' } } }],
+    ['a v1beta1 review of a pod with a unicode name', podReview({ apiVersion: 'admission.k8s.io/v1beta1', pod: pod({}, { name: 'pöd-☃' }) })],
+    ['a DELETE', podReview({ operation: 'DELETE' })],
+  ];
+
+  for (const [mode, policy] of Object.entries(policies)) {
+    for (const [name, review] of reviews) {
+      it(`${mode} mode: ${name} reads back as the answer admit() gave`, async () => {
+        const server = await buildApp({ policy: () => policy, cluster: offlineFacts, metrics: new Metrics() });
+        try {
+          const response = await server.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: review });
+          expect(response.statusCode).toBe(200);
+          const decoded = decodeReview(review);
+          if (!decoded.ok) throw new Error(decoded.message);
+          const answer = await admit(decoded.request, policy, offlineFacts);
+          expect(response.json()).toEqual(JSON.parse(JSON.stringify(reviewReply(decoded.apiVersion, answer.response))));
+          if (mode === 'audit' && answer.summary.decision === 'sandbox') expect(answer.response.auditAnnotations?.['fail-safe']).toBe('true');
+        } finally {
+          await server.close();
+        }
+      });
+    }
+  }
 });
 
 describe.runIf(HAVE_SHARED_FIXTURES)('upstream fixtures (every field set)', () => {
