@@ -1,7 +1,7 @@
 // The pure decision: (policy, pod, namespace facts, RuntimeClass facts) -> verdict with reasons.
 // No I/O, no clock, no logger. The table it implements is DESIGN.md "What a decision does".
 
-import type { Action, Policy, Rule } from './policy.js';
+import type { Action, NamespaceGlob, Policy, Rule } from './policy.js';
 import type { PodImage, PodView } from './pod.js';
 import { describeSelector, type Labels } from './selector.js';
 import { candidateRules, firstMatch, type RuleIndex } from './rule-index.js';
@@ -65,10 +65,15 @@ function imageMatches(index: RuleIndex, image: PodImage, rule: Rule, field: 'any
   return patterns && firstMatch(index, patterns, image.parsed.ref) ? YES : NO;
 }
 
+function anyGlobMatches(globs: readonly NamespaceGlob[], name: string): boolean {
+  for (const glob of globs) if (glob.matches(name)) return true;
+  return false;
+}
+
 function matchRule(index: RuleIndex, rule: Rule, namespace: NamespaceFacts, pod: PodView): Tri {
   const { match } = rule;
   let result: Tri = YES;
-  if (match.namespaces && !match.namespaces.some((glob) => glob.matches(namespace.name))) return NO;
+  if (match.namespaces && !anyGlobMatches(match.namespaces, namespace.name)) return NO;
   if (match.podSelector && !match.podSelector.matches(pod.labels)) return NO;
   if (match.anyImage) {
     let any: Tri = NO;
@@ -295,21 +300,24 @@ export function judge(policy: Policy, decision: Decision, pod: PodView, runtimeC
     decision.failSafe && changes ? [`${WARNING_PREFIX}namespace labels or an image unknown; ${decision.action} chosen fail-safe`] : [];
 
   if (policy.mode === 'enforce') {
-    const by = decidedBy(decision);
-    const headline =
-      enforced.denial !== undefined
-        ? [`${WARNING_PREFIX}pod denied by ${by}`]
-        : enforced.replaces !== undefined
-          ? [`${WARNING_PREFIX}runtimeClassName "${enforced.replaces}" replaced by "${enforced.setRuntimeClassName}" (${by})`]
-          : enforced.setRuntimeClassName !== undefined
-            ? [`${WARNING_PREFIX}runtimeClassName set to "${enforced.setRuntimeClassName}" by ${by}`]
-            : [];
+    const warnings = enforced.notes.slice();
+    if (changes) {
+      const by = decidedBy(decision);
+      warnings.push(
+        enforced.denial !== undefined
+          ? `${WARNING_PREFIX}pod denied by ${by}`
+          : enforced.replaces !== undefined
+            ? `${WARNING_PREFIX}runtimeClassName "${enforced.replaces}" replaced by "${enforced.setRuntimeClassName}" (${by})`
+            : `${WARNING_PREFIX}runtimeClassName set to "${enforced.setRuntimeClassName}" by ${by}`,
+      );
+    }
+    if (failSafeNote.length > 0) warnings.push(...failSafeNote);
     return {
       decision,
       allowed: enforced.denial === undefined,
       setRuntimeClassName: enforced.setRuntimeClassName,
       denial: enforced.denial,
-      warnings: [...enforced.notes, ...headline, ...failSafeNote],
+      warnings,
       outcome: enforced.denial !== undefined ? 'denied' : enforced.setRuntimeClassName !== undefined ? 'patched' : 'unchanged',
     };
   }

@@ -123,7 +123,13 @@ export class Metrics {
       seen = [];
       this.admissionSeries.set(rule, seen);
     }
-    let series = seen.find((s) => s.operation === operation && s.decision === decision && s.mode === mode && s.outcome === outcome);
+    let series: AdmissionSeries | undefined;
+    for (const s of seen) {
+      if (s.operation === operation && s.decision === decision && s.mode === mode && s.outcome === outcome) {
+        series = s;
+        break;
+      }
+    }
     if (!series) {
       series = {
         operation,
