@@ -147,8 +147,9 @@ export function sandboxPatch(pod: Json, runtimeClassName: string, rule: string):
  * objects are not plain, which is diffed on its own.
  */
 function patchShape(pod: Json, runtimeClassName: string, rule: string): number | undefined {
+  if (!isPlainObject(pod)) return undefined;
   const spec = pod.spec;
-  if (!isPlainObject(pod) || !isPlainObject(spec)) return undefined;
+  if (!isPlainObject(spec)) return undefined;
   let shape = 0;
   if (has(pod, 'metadata')) {
     const metadata = pod.metadata;
