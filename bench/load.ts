@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 
@@ -120,6 +121,34 @@ export function cpuTimeMs(pid: number): number {
 // USER_HZ: 100 on every Linux architecture Node supports (sysconf(_SC_CLK_TCK)).
 const CLOCK_TICKS_PER_SECOND = 100;
 
+/**
+ * CPU time the hypervisor has taken from this virtual machine so far (steal, summed over its CPUs),
+ * in seconds, from the first line of /proc/stat; undefined where there is none to read. While the
+ * host runs something else on a CPU, whatever was running there waits: a request in flight then
+ * takes that long more, whichever server answers it.
+ */
+export function stolenCpuSeconds(): number | undefined {
+  try {
+    return parseStolenCpuSeconds(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The steal time of /proc/stat's summary line, in seconds; undefined when it has none. */
+export function parseStolenCpuSeconds(stat: string): number | undefined {
+  // cpu  user nice system idle iowait irq softirq steal guest guest_nice (proc(5)), in USER_HZ ticks
+  const fields = /^cpu\s+(.*)$/m.exec(stat)?.[1]?.trim().split(/\s+/);
+  const steal = fields?.[7];
+  return steal !== undefined && /^\d+$/.test(steal) ? Number(steal) / CLOCK_TICKS_PER_SECOND : undefined;
+}
+
+/** Seconds stolen since `before` (from stolenCpuSeconds), or NaN where steal cannot be read. */
+export function stolenSince(before: number | undefined): number {
+  const now = stolenCpuSeconds();
+  return before === undefined || now === undefined ? Number.NaN : now - before;
+}
+
 export interface LoadOptions {
   readonly port: number;
   readonly pid: number;
@@ -142,6 +171,8 @@ export interface LoadSample {
   readonly non2xx: number;
   /** paced runs: requests that found every connection busy and waited for one */
   readonly queued: number;
+  /** CPU seconds the hypervisor took from the machine during the run (NaN: not known) */
+  readonly stolenCpuSeconds: number;
 }
 
 export interface LoadResult {
@@ -154,6 +185,8 @@ export interface LoadResult {
   readonly timeouts: number;
   readonly non2xx: number;
   readonly queued: number;
+  /** share of the machine's CPU time the hypervisor took during the runs, in percent (NaN: not known) */
+  readonly stealPercent: number;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -171,6 +204,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadSample> {
   let latencies = new Float64Array(1 << 16);
   let count = 0;
   const cpuBefore = cpuTimeMs(options.pid);
+  const stolenBefore = stolenCpuSeconds();
   const instance = autocannon({
     url: `https://${HOST}:${options.port}/mutate?timeout=10s`,
     connections: options.connections,
@@ -199,6 +233,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadSample> {
     timeouts: result.timeouts,
     non2xx: result.non2xx,
     queued: 0,
+    stolenCpuSeconds: stolenSince(stolenBefore),
   };
 }
 
@@ -226,5 +261,6 @@ export function summarize(samples: readonly LoadSample[]): LoadResult {
     timeouts: samples.reduce((n, s) => n + s.timeouts, 0),
     non2xx: samples.reduce((n, s) => n + s.non2xx, 0),
     queued: samples.reduce((n, s) => n + s.queued, 0),
+    stealPercent: (100 * samples.reduce((n, s) => n + s.stolenCpuSeconds, 0)) / (seconds * os.availableParallelism()),
   };
 }

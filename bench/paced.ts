@@ -7,7 +7,7 @@
 // busy waits for one; that wait is counted in its latency (from when it was due) and reported.
 
 import { connect, type TLSSocket } from 'node:tls';
-import { HOST, cpuTimeMs, type LoadSample } from './load.js';
+import { HOST, cpuTimeMs, stolenCpuSeconds, stolenSince, type LoadSample } from './load.js';
 
 export interface PacedOptions {
   readonly port: number;
@@ -98,6 +98,7 @@ export async function runPaced(options: PacedOptions): Promise<LoadSample> {
   idle.push(...connections);
 
   const cpuBefore = cpuTimeMs(options.pid);
+  const stolenBefore = stolenCpuSeconds();
   const intervalMs = 1000 / options.ratePerSecond;
   const startedMs = performance.now();
   const endMs = startedMs + options.durationSeconds * 1000;
@@ -132,6 +133,7 @@ export async function runPaced(options: PacedOptions): Promise<LoadSample> {
   }
   const seconds = (performance.now() - startedMs) / 1000;
   const serverCpuMs = cpuTimeMs(options.pid) - cpuBefore;
+  const stolen = stolenSince(stolenBefore);
   for (const socket of sockets) socket.destroy();
   return {
     requests: latencies.length,
@@ -142,5 +144,6 @@ export async function runPaced(options: PacedOptions): Promise<LoadSample> {
     timeouts: waiting.length + connections.filter((c) => c.busy).length,
     non2xx,
     queued,
+    stolenCpuSeconds: stolen,
   };
 }
