@@ -186,6 +186,7 @@ const ENCODED_PATCHES_MAX_ENTRIES = 4096;
 export function encodedSandboxPatch(pod: Json, runtimeClassName: string, rule: string): string | undefined {
   const shape = patchShape(pod, runtimeClassName, rule);
   if (shape === undefined) return encodePatch(sandboxPatch(pod, runtimeClassName, rule));
+  // Neither a RuntimeClass name (a DNS subdomain) nor a rule name holds a space: the key is unambiguous.
   const key = `${shape} ${runtimeClassName} ${rule}`;
   if (ENCODED_PATCHES.has(key)) return ENCODED_PATCHES.get(key);
   const encoded = encodePatch(sandboxPatch(pod, runtimeClassName, rule));
