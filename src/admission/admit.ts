@@ -174,10 +174,12 @@ function encodePatch(patch: readonly fastJsonPatch.Operation[]): string | undefi
   return patch.length === 0 ? undefined : Buffer.from(JSON.stringify(patch)).toString('base64');
 }
 
-// Encoded patches by class, rule and shape: most reviews repeat a handful of them. Bounded, since
-// policy reloads bring new rule names; when full it starts over.
-const ENCODED_PATCHES = new Map<string, string | undefined>();
+// Encoded patches by rule, class and shape, found without building a key: most reviews repeat a
+// handful of them. `null` is a shape that needs no patch. Bounded, since policy reloads bring new
+// rule names; when full it starts over.
+const ENCODED_PATCHES = new Map<string, Map<string, (string | null | undefined)[]>>();
 const ENCODED_PATCHES_MAX_ENTRIES = 4096;
+let encodedPatchEntries = 0;
 
 /**
  * The sandbox patch as the response carries it (standard base64 of the JSON Patch), or undefined
@@ -186,12 +188,19 @@ const ENCODED_PATCHES_MAX_ENTRIES = 4096;
 export function encodedSandboxPatch(pod: Json, runtimeClassName: string, rule: string): string | undefined {
   const shape = patchShape(pod, runtimeClassName, rule);
   if (shape === undefined) return encodePatch(sandboxPatch(pod, runtimeClassName, rule));
-  // Neither a RuntimeClass name (a DNS subdomain) nor a rule name holds a space: the key is unambiguous.
-  const key = `${shape} ${runtimeClassName} ${rule}`;
-  if (ENCODED_PATCHES.has(key)) return ENCODED_PATCHES.get(key);
+  const known = ENCODED_PATCHES.get(rule)?.get(runtimeClassName)?.[shape];
+  if (known !== undefined) return known ?? undefined;
   const encoded = encodePatch(sandboxPatch(pod, runtimeClassName, rule));
-  if (ENCODED_PATCHES.size >= ENCODED_PATCHES_MAX_ENTRIES) ENCODED_PATCHES.clear();
-  ENCODED_PATCHES.set(key, encoded);
+  if (encodedPatchEntries >= ENCODED_PATCHES_MAX_ENTRIES) {
+    ENCODED_PATCHES.clear();
+    encodedPatchEntries = 0;
+  }
+  let byClass = ENCODED_PATCHES.get(rule);
+  if (!byClass) ENCODED_PATCHES.set(rule, (byClass = new Map()));
+  let byShape = byClass.get(runtimeClassName);
+  if (!byShape) byClass.set(runtimeClassName, (byShape = []));
+  byShape[shape] = encoded ?? null;
+  encodedPatchEntries += 1;
   return encoded;
 }
 

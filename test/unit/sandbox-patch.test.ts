@@ -134,6 +134,14 @@ describe('encodedSandboxPatch reuses the encoding of a shape only for pods of th
     });
   }
 
+  it('stays right past its bound, when it starts over (5,000 rules, each shape of pod)', () => {
+    const built = pods.map(([, build]) => build('x'));
+    for (let i = 0; i < 5000; i++) {
+      const pod = built[i % built.length] as Json;
+      expect(encodedSandboxPatch(pod, 'gvisor', `rule-${i}`)).toBe(wholePodEncoding(pod, 'gvisor', `rule-${i}`));
+    }
+  });
+
   it('decodes to the JSON Patch itself', () => {
     const pod = { metadata: { name: 'a' }, spec: {} };
     const encoded = encodedSandboxPatch(pod, 'gvisor', 'tenants');
