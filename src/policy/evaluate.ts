@@ -226,6 +226,25 @@ function decidedBy(decision: Decision): string {
   return decision.action === 'deny' ? 'spec.defaultAction' : `spec.defaultAction ${decision.action}`;
 }
 
+// The warning of a sandboxed pod names only the class and the deciding rule: each is put in words
+// once, not on every review. Bounded, since policy reloads bring new rule names.
+const SET_HEADLINES = new Map<string, Map<string, string>>();
+const SET_HEADLINES_MAX_RULES = 4096;
+
+function setHeadline(decision: Decision, runtimeClassName: string): string {
+  let byClass = SET_HEADLINES.get(decision.rule);
+  let headline = byClass?.get(runtimeClassName);
+  if (headline === undefined) {
+    headline = `${WARNING_PREFIX}runtimeClassName set to "${runtimeClassName}" by ${decidedBy(decision)}`;
+    if (!byClass) {
+      if (SET_HEADLINES.size >= SET_HEADLINES_MAX_RULES) SET_HEADLINES.clear();
+      SET_HEADLINES.set(decision.rule, (byClass = new Map()));
+    }
+    byClass.set(runtimeClassName, headline);
+  }
+  return headline;
+}
+
 function enforce(policy: Policy, decision: Decision, pod: PodView, runtimeClass: RuntimeClassLookup): Enforcement {
   if (decision.action === 'allow') return { setRuntimeClassName: undefined, replaces: undefined, denial: undefined, notes: [] };
   const by = decidedBy(decision);
@@ -301,15 +320,12 @@ export function judge(policy: Policy, decision: Decision, pod: PodView, runtimeC
 
   if (policy.mode === 'enforce') {
     const warnings = enforced.notes.slice();
-    if (changes) {
-      const by = decidedBy(decision);
-      warnings.push(
-        enforced.denial !== undefined
-          ? `${WARNING_PREFIX}pod denied by ${by}`
-          : enforced.replaces !== undefined
-            ? `${WARNING_PREFIX}runtimeClassName "${enforced.replaces}" replaced by "${enforced.setRuntimeClassName}" (${by})`
-            : `${WARNING_PREFIX}runtimeClassName set to "${enforced.setRuntimeClassName}" by ${by}`,
-      );
+    if (enforced.denial !== undefined) {
+      warnings.push(`${WARNING_PREFIX}pod denied by ${decidedBy(decision)}`);
+    } else if (enforced.replaces !== undefined) {
+      warnings.push(`${WARNING_PREFIX}runtimeClassName "${enforced.replaces}" replaced by "${enforced.setRuntimeClassName}" (${decidedBy(decision)})`);
+    } else if (enforced.setRuntimeClassName !== undefined) {
+      warnings.push(setHeadline(decision, enforced.setRuntimeClassName));
     }
     if (failSafeNote.length > 0) warnings.push(...failSafeNote);
     return {

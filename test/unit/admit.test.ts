@@ -80,6 +80,31 @@ describe('decision table (enforce mode)', () => {
     expect(response.warnings).toEqual(['sandbox-webhook: runtimeClassName set to "gvisor" by rule "tenants"']);
   });
 
+  it('the warning names the rule and class that decided, review after review', async () => {
+    // Headlines are put in words once per rule and class: reviews decided by other rules, other
+    // classes and the default in between must not change what a review's warning says.
+    const tenantsOnKata = policyFromSpec(`
+  rules:
+    - name: tenants
+      match: { namespaces: [team-*] }
+      action: sandbox
+      runtimeClassName: kata
+`);
+    const labels = { 'team-a': { 'sandbox-webhook.io/tenant': 'true' }, 'secure-a': {}, other: {} };
+    const cases: [string, Json, Policy, string][] = [
+      ['rule tenants, gvisor', podReview({ namespace: 'team-a' }), TENANT_POLICY, 'sandbox-webhook: runtimeClassName set to "gvisor" by rule "tenants"'],
+      ['rule kata-tier, kata', podReview({ namespace: 'secure-a' }), TENANT_POLICY, 'sandbox-webhook: runtimeClassName set to "kata" by rule "kata-tier"'],
+      ['the default action', podReview({ namespace: 'other' }), TENANT_POLICY, 'sandbox-webhook: runtimeClassName set to "gvisor" by spec.defaultAction sandbox'],
+      ['rule tenants of another policy, kata', podReview({ namespace: 'team-a' }), tenantsOnKata, 'sandbox-webhook: runtimeClassName set to "kata" by rule "tenants"'],
+    ];
+    for (let round = 0; round < 2; round++) {
+      for (const [name, review, policy, warning] of cases) {
+        const response = await run(review, policy, facts({ labels }));
+        expect(response.warnings, name).toEqual([warning]);
+      }
+    }
+  });
+
   it('sandbox + existing annotations: adds one member, escaped, and keeps the others', async () => {
     const review = podReview({ pod: pod({}, { annotations: { 'team/owner': 'alice' } }) });
     const response = await run(review);
