@@ -15,18 +15,15 @@
 //          --strict (exit 1 when a target is not met)
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildFixtures, type Fixture, type FixtureName } from './fixtures.js';
 import {
   peakRssMiB,
   probe,
   runLoad,
-  startServer,
   stopServer,
   summarize,
   waitReady,
@@ -36,8 +33,8 @@ import {
 } from './load.js';
 import { runPaced } from './paced.js';
 import { runScaling, SCALES, type ScalingPoint } from './scaling.js';
+import { benchCertificates, freePort, imageNodeFlags, ROOT, startNullWebhook, startWebhook } from './servers.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
 export const TARGETS = {
@@ -85,17 +82,6 @@ interface TargetCheck {
   readonly target: string;
   readonly value: string;
   readonly met: boolean;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 function machine(): Record<string, string | number> {
@@ -320,18 +306,6 @@ async function checkAnswers(fixtures: readonly Fixture[], webhook: ServerProcess
   }
 }
 
-/**
- * The Node flags of the image: what its CMD passes to node before dist/main.js (the distroless
- * entrypoint is node itself), so that the benchmark measures the webhook as it is deployed.
- */
-function imageNodeFlags(dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')): string[] {
-  const cmd = /^CMD (\[.*\])\s*$/m.exec(dockerfile)?.[1];
-  const args: unknown = cmd === undefined ? undefined : JSON.parse(cmd);
-  const main = Array.isArray(args) ? args.indexOf('dist/main.js') : -1;
-  if (!Array.isArray(args) || main === -1) throw new Error('Dockerfile: no CMD ["...", "dist/main.js"] to take the Node flags from');
-  return args.slice(0, main).map(String);
-}
-
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -384,26 +358,13 @@ async function main(): Promise<number> {
   let rss: { webhook: number; baseline: number } | undefined;
   let profileDir: string | undefined;
   if (!values['skip-load']) {
-    const work = mkdtempSync(join(os.tmpdir(), 'sandbox-webhook-bench-'));
-    const certs = join(work, 'certs');
-    execFileSync('sh', [join(ROOT, 'certs', 'generate.sh'), '--out', certs], { stdio: 'inherit' });
-    const ca = readFileSync(join(certs, 'ca.crt'));
-    const tls = ['--tls-cert', join(certs, 'tls.crt'), '--tls-key', join(certs, 'tls.key')];
-    profileDir = values.profile ? join(work, 'profiles') : undefined;
+    const certificates = benchCertificates();
+    const { ca } = certificates;
+    profileDir = values.profile ? join(certificates.dir, 'profiles') : undefined;
     const [webhookPort, baselinePort] = [await freePort(), await freePort()];
-    const webhook = startServer('webhook', webhookPort, [
-      ...nodeFlags,
-      ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
-      mainJs,
-      '--port', String(webhookPort),
-      '--host', '127.0.0.1',
-      '--policy', join(ROOT, 'bench', 'policy.yaml'),
-      ...tls,
-      '--log-level', 'warn',
-      '--offline',
-      '--shutdown-delay-seconds', '0',
-    ]);
-    const baseline = startServer('null webhook', baselinePort, [...nodeFlags, join(ROOT, 'bench', 'null-webhook.mjs'), '--port', String(baselinePort), '--host', '127.0.0.1', ...tls]);
+    const profiling = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+    const webhook = startWebhook('webhook', mainJs, webhookPort, certificates, [...nodeFlags, ...profiling]);
+    const baseline = startNullWebhook(baselinePort, certificates, nodeFlags);
     try {
       await Promise.all([waitReady(webhook, ca), waitReady(baseline, ca)]);
       await checkAnswers(fixtures, webhook, baseline, ca);
@@ -416,7 +377,7 @@ async function main(): Promise<number> {
       printLoad(results, rss, connections);
     } finally {
       await Promise.all([stopServer(webhook), stopServer(baseline)]);
-      if (!profileDir) rmSync(work, { recursive: true, force: true });
+      if (!profileDir) certificates.remove();
     }
     if (profileDir) {
       const profiles = existsSync(profileDir) ? readdirSync(profileDir).map((f) => join(profileDir as string, f)) : [];
