@@ -247,10 +247,10 @@ function setHeadline(decision: Decision, runtimeClassName: string): string {
 
 function enforce(policy: Policy, decision: Decision, pod: PodView, runtimeClass: RuntimeClassLookup): Enforcement {
   if (decision.action === 'allow') return { setRuntimeClassName: undefined, replaces: undefined, denial: undefined, notes: [] };
-  const by = decidedBy(decision);
+  // Who decided is put in words only for a denial: a sandboxed pod's warning has its own, kept text.
   if (decision.action === 'deny') {
     const failSafe = decision.failSafe ? `; ${decision.failSafe}` : '';
-    return { setRuntimeClassName: undefined, replaces: undefined, denial: `pod ${pod.displayName} denied by ${by}: ${decision.reason}${failSafe}`, notes: [] };
+    return { setRuntimeClassName: undefined, replaces: undefined, denial: `pod ${pod.displayName} denied by ${decidedBy(decision)}: ${decision.reason}${failSafe}`, notes: [] };
   }
 
   const target = decision.runtimeClassName;
@@ -305,7 +305,7 @@ function enforce(policy: Policy, decision: Decision, pod: PodView, runtimeClass:
   }
 
   if (problems.length > 0) {
-    return { setRuntimeClassName: undefined, replaces: undefined, denial: `pod ${pod.displayName} denied by ${by} (${decision.reason}): ${problems.join('; ')}`, notes };
+    return { setRuntimeClassName: undefined, replaces: undefined, denial: `pod ${pod.displayName} denied by ${decidedBy(decision)} (${decision.reason}): ${problems.join('; ')}`, notes };
   }
   return { setRuntimeClassName, replaces, denial: undefined, notes };
 }

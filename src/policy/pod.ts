@@ -38,24 +38,29 @@ function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-// Each check takes its field's path in two parts, joined only for an error message: a review whose
-// pod is well formed builds no path strings.
+// Each check takes its field's path in two parts, a path and a field name or list index, joined
+// only for an error message: a review whose pod is well formed builds no path strings.
+type Field = string | number;
 
-function optionalObject(value: unknown, path: string, field = ''): Json | undefined {
+function shapeError(path: string, field: Field, expected: string): ShapeError {
+  return new ShapeError(`${path}${typeof field === 'number' ? `[${field}]` : field}: expected ${expected}`);
+}
+
+function optionalObject(value: unknown, path: string, field: Field = ''): Json | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw new ShapeError(`${path}${field}: expected an object`);
+  if (!isObject(value)) throw shapeError(path, field, 'an object');
   return value;
 }
 
-function optionalList(value: unknown, path: string, field = ''): unknown[] {
+function optionalList(value: unknown, path: string, field: Field = ''): unknown[] {
   if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) throw new ShapeError(`${path}${field}: expected a list`);
+  if (!Array.isArray(value)) throw shapeError(path, field, 'a list');
   return value;
 }
 
-function optionalString(value: unknown, path: string, field = ''): string | undefined {
+function optionalString(value: unknown, path: string, field: Field = ''): string | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw new ShapeError(`${path}${field}: expected a string`);
+  if (typeof value !== 'string') throw shapeError(path, field, 'a string');
   return value;
 }
 
@@ -69,9 +74,9 @@ function stringMap(value: unknown, path: string): Labels {
   return map as Labels;
 }
 
-function optionalBoolean(value: unknown, path: string, field = ''): boolean {
+function optionalBoolean(value: unknown, path: string, field: Field = ''): boolean {
   if (value === undefined || value === null) return false;
-  if (typeof value !== 'boolean') throw new ShapeError(`${path}${field}: expected a boolean`);
+  if (typeof value !== 'boolean') throw shapeError(path, field, 'a boolean');
   return value;
 }
 
@@ -133,7 +138,7 @@ export function readPod(object: unknown): ReadPodResult {
     }
     const volumes = optionalList(spec.volumes, 'spec.volumes');
     for (let i = 0; i < volumes.length; i++) {
-      const volume = optionalObject(volumes[i], 'spec.volumes', `[${i}]`);
+      const volume = optionalObject(volumes[i], 'spec.volumes', i);
       if (volume && volume.hostPath !== undefined && volume.hostPath !== null) {
         incompatibilities.push(`spec.volumes[${i}].hostPath (volume "${String(volume.name ?? '')}")`);
       }
