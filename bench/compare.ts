@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildFixtures } from './fixtures.js';
-import { peakRssMiB, runLoad, stopServer, waitReady, type ServerProcess } from './load.js';
+import { peakRssMiB, percentile, runLoad, stopServer, waitReady, type ServerProcess } from './load.js';
 import { benchCertificates, freePort, imageNodeFlags, ROOT, startNullWebhook, startWebhook } from './servers.js';
 
 interface Rounds {
@@ -20,9 +20,7 @@ interface Rounds {
 }
 
 function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? Number.NaN) + (sorted[middle] ?? Number.NaN)) / 2;
+  return percentile(Float64Array.from(values).sort(), 50);
 }
 
 async function main(): Promise<number> {

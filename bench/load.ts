@@ -189,7 +189,8 @@ export interface LoadResult {
   readonly stealPercent: number;
 }
 
-function percentile(sorted: Float64Array, p: number): number {
+/** The p-th percentile (nearest rank) of ascending values. */
+export function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[index] ?? Number.NaN;

@@ -158,7 +158,7 @@ function printLoad(results: readonly ScenarioResult[], rss: { webhook: number; b
   console.log('steal %: CPU time the hypervisor took from this machine during the paced runs (both servers); a request in flight then waits');
 }
 
-/** The share of CPU time stolen over both servers' paced runs, weighted by their length. */
+/** The share of CPU time stolen during both servers' paced runs (of equal length): their mean. */
 function stealPercent(runs: { readonly webhook: LoadResult; readonly baseline: LoadResult }): number {
   return (runs.webhook.stealPercent + runs.baseline.stealPercent) / 2;
 }

@@ -12,9 +12,11 @@ import { startServer, type ServerProcess } from './load.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** A TCP port on 127.0.0.1 that was free a moment ago (the bench and the test harnesses use it). */
 export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
+    server.unref();
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();

@@ -6,13 +6,13 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { freePort } from '../../bench/servers.js';
 import { podReview as supportPodReview } from '../support/review.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -68,16 +68,7 @@ export async function servingFiles(prefix: string, policy: string): Promise<{
   return { workDir, certs, files };
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? done(address.port) : fail(new Error('no port'))));
-    });
-  });
-}
+export { freePort };
 
 export interface LogLine {
   readonly level: number;
