@@ -7,7 +7,10 @@
 # The runtime image is distroless (no shell, no package manager) and runs as the numeric non-root user
 # 65532, which is what the chart's restricted securityContext (runAsNonRoot) checks for. Only the compiled
 # JavaScript, the production dependencies and the default policy are in it.
-ARG NODE_VERSION=20
+#
+# Node.js 24 LTS, the release the project develops and tests on. The builder stages are Debian 12
+# (bookworm) like the runtime image (distroless also publishes nodejs24-debian13; move all three together).
+ARG NODE_VERSION=24
 
 # Builder: compiles TypeScript with the full (dev) dependency set.
 FROM node:${NODE_VERSION}-bookworm-slim AS build
