@@ -49,9 +49,14 @@ if command -v flock >/dev/null 2>&1; then
   flock 9
 fi
 
+# The download directory of the install in progress: whatever happens, a half-made install goes, and
+# only a complete one is renamed into place.
+tmp=
+trap 'rm -rf "$tmp"' EXIT
+
 # install VERSION: make $cache/node/VERSION hold that Node release; print its bin directory.
 install() {
-  local version=$1 dir=$cache/node/$1 tmp tarball expected actual
+  local version=$1 dir=$cache/node/$1 tarball expected actual
   if [ -x "$dir/bin/node" ] && [ "$("$dir/bin/node" --version 2>/dev/null)" = "v$version" ]; then
     log "node v$version already installed in $dir"
     echo "$dir/bin"
@@ -59,8 +64,6 @@ install() {
   fi
   expected=$(integrity "$package@$version")
   tmp=$(mktemp -d "$cache/node/.tmp.XXXXXX")
-  # Whatever happens below, the half-made directory goes; only a complete install is renamed into place.
-  trap 'rm -rf "$tmp"' RETURN
   log "downloading $package@$version"
   npm pack "$package@$version" --pack-destination "$tmp" --silent --no-audit --no-fund >/dev/null
   tarball=$tmp/$package-$version.tgz
@@ -77,6 +80,8 @@ install() {
   }
   rm -rf "$dir"
   mv "$tmp/node" "$dir"
+  rm -rf "$tmp"
+  tmp=
   log "node v$version installed in $dir"
   echo "$dir/bin"
 }
