@@ -67,7 +67,9 @@ install() {
   log "downloading $package@$version"
   npm pack "$package@$version" --pack-destination "$tmp" --silent --no-audit --no-fund >/dev/null
   tarball=$tmp/$package-$version.tgz
-  actual="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
+  # Hashed by the node that runs npm: no other tool is needed.
+  actual=$(node -e 'const { createHash } = require("node:crypto");
+    process.stdout.write("sha512-" + createHash("sha512").update(require("node:fs").readFileSync(process.argv[1])).digest("base64"))' "$tarball")
   if [ "$actual" != "$expected" ]; then
     echo "install-node.sh: $package@$version: integrity $actual, expected $expected" >&2
     exit 1
