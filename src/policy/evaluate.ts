@@ -141,16 +141,25 @@ export function few(items: readonly string[], max = 10): string {
   return `${items.slice(0, max).join(', ')} and ${items.length - max} more`;
 }
 
-// A value quoted in a warning is cut so that the rest of the warning (the rule) still fits in the
-// apiserver's 120 characters (docs/kubernetes.md §1).
-const WARNING_VALUE_MAX_CHARS = 48;
+// Warnings lead with the deciding fact and name the rule, within the apiserver's 120 characters
+// (docs/kubernetes.md §1): each value quoted in one (image, class, rule, namespace) is cut to this
+// length, which leaves room for two of them, a field and the words around them. The denial message
+// has them whole.
+const WARNING_VALUE_MAX_CHARS = 24;
+const WARNING_IMAGE_MAX_CHARS = 36;
 
-function quoted(value: string): string {
-  return `"${value.length > WARNING_VALUE_MAX_CHARS ? `${value.slice(0, WARNING_VALUE_MAX_CHARS - 3)}...` : value}"`;
+function cut(value: string, max = WARNING_VALUE_MAX_CHARS): string {
+  return value.length > max ? `${value.slice(0, max - 3)}...` : value;
 }
 
+function quoted(value: string, max = WARNING_VALUE_MAX_CHARS): string {
+  return `"${cut(value, max)}"`;
+}
+
+/** `image "docker.io/library/nginx:1" (containers[0])`: the path without `spec.` and `.image`. */
 function imageFact(image: PodImage): string {
-  return `image ${quoted(image.parsed.ok ? image.parsed.ref.normalized : image.image)} (${image.path})`;
+  const where = image.path.replace(/^spec\./, '').replace(/\.image(\.reference)?$/, '');
+  return `image ${quoted(image.parsed.ok ? image.parsed.ref.normalized : image.image, WARNING_IMAGE_MAX_CHARS)} (${where})`;
 }
 
 function explainMatch(index: RuleIndex, rule: Rule, namespace: NamespaceFacts, pod: PodView): { reason: string; fact: string } {
@@ -200,7 +209,7 @@ function unknownFacts(rule: Rule, namespace: NamespaceFacts, pod: PodView): Fail
     facts.push(...unparsable.slice(0, 3).map((image) => `image "${image.image}" (${image.path}) cannot be parsed: ${image.parsed.ok ? '' : image.parsed.reason}`));
     if (unparsable.length > 3) facts.push(`and ${unparsable.length - 3} more unparsable images`);
     const first = unparsable[0];
-    if (first) fact ??= `${imageFact(first)} unparsable`;
+    if (first) fact ??= `image ${quoted(first.image, WARNING_IMAGE_MAX_CHARS)} unparsable`;
   }
   return fact === undefined ? undefined : { reason: `decided fail-safe: ${facts.join('; ')}`, fact };
 }
@@ -285,15 +294,15 @@ function enforceCreate(policy: Policy, decision: Decision, pod: PodView, runtime
   const fields = pod.incompatibilities;
   const firstField = fields[0];
   if (firstField !== undefined) {
-    const fieldFact = `${firstField.split(' ')[0] ?? firstField}${fields.length > 1 ? ` and ${fields.length - 1} more` : ''}`;
+    const fieldFact = `${cut(firstField.split(' ')[0] ?? firstField, 32)}${fields.length > 1 ? ` and ${fields.length - 1} more` : ''}`;
     if (policy.incompatible === 'deny') {
       problems.push({
         reason: 'incompatible',
-        fact: `${fieldFact} unsupported in ${quoted(target)}`,
+        fact: `${fieldFact} unsupported`,
         text: `the pod must run in the ${target} sandbox but uses ${few(fields)}, which the sandbox does not support; remove them or ask the cluster admin for an exception rule`,
       });
     } else {
-      notes.push(`${fieldFact} may not work in ${quoted(target)} (${decidedBy(decision)})`);
+      notes.push(`${fieldFact} may not work sandboxed (${decidedBy(decision)})`);
     }
   }
 
@@ -326,14 +335,14 @@ function enforceCreate(policy: Policy, decision: Decision, pod: PodView, runtime
     });
   } else if (fact.state === 'present') {
     if (fact.nodeSelector === undefined) {
-      notes.push(`RuntimeClass ${quoted(finalClass)} has no scheduling: the pod may land on a node without ${quoted(fact.handler)}`);
+      notes.push(`RuntimeClass ${quoted(finalClass)} has no scheduling; nodes may lack ${quoted(fact.handler)}`);
     } else {
       const conflicts = Object.entries(fact.nodeSelector).filter(([key, value]) => pod.nodeSelector[key] !== undefined && pod.nodeSelector[key] !== value);
       const [firstKey] = conflicts[0] ?? [];
       if (firstKey !== undefined) {
         problems.push({
           reason: 'node_selector_conflict',
-          fact: `nodeSelector ${quoted(firstKey)} conflicts with RuntimeClass ${quoted(finalClass)}`,
+          fact: `nodeSelector ${quoted(firstKey)} conflicts`,
           text: few(
             conflicts.map(
               ([key, value]) =>
@@ -371,7 +380,7 @@ function enforceUpdate(policy: Policy, decision: Decision, pod: PodView, changed
     problems: [
       {
         reason: ephemeral ? 'ephemeral_container' : 'image_update',
-        fact: first === undefined ? 'a new image' : `${imageFact(first)} of ${first.owner.slice(0, WARNING_VALUE_MAX_CHARS)}`,
+        fact: first === undefined ? 'a new image' : imageFact(first),
         text: `${ephemeral ? 'ephemeral container' : 'new'} image ${images} must run sandboxed, but the pod runs ${runs}, which an update cannot change; recreate the pod to run it sandboxed`,
       },
     ],
@@ -385,13 +394,13 @@ function conclude(policy: Policy, decision: Decision, pod: PodView, enforced: En
   const changes = denied || enforced.setRuntimeClassName !== undefined;
   const findings: string[] = enforced.problems.map((problem) => `${problem.fact}: denied by ${by}`);
   if (enforced.replaces !== undefined) {
-    findings.push(`runtimeClassName ${quoted(enforced.replaces)} replaced by ${quoted(enforced.setRuntimeClassName ?? '')} (${by})`);
+    findings.push(`class ${quoted(enforced.replaces)} replaced by ${quoted(enforced.setRuntimeClassName ?? '')} (${by})`);
   } else if (enforced.setRuntimeClassName !== undefined) {
     findings.push(`runtimeClassName ${quoted(enforced.setRuntimeClassName)} set by ${by}`);
   }
   findings.push(...enforced.notes);
   // Say so when unknown facts changed the pod's fate; an unchanged pod needs no note.
-  if (decision.failSafe && changes) findings.push(`${decision.failSafe.fact}: ${decision.action} chosen fail-safe (${by})`);
+  if (decision.failSafe && changes) findings.push(`${decision.failSafe.fact}: fail-safe ${decision.action} (${by})`);
   const first = enforced.problems[0];
   const whole = decidedBy(decision, (value) => `"${value}"`);
   const why = first?.reason === 'deny_rule' ? `: ${decision.reason}` : ` (${decision.reason}): ${enforced.problems.map((p) => p.text).join('; ')}`;
@@ -414,7 +423,7 @@ function conclude(policy: Policy, decision: Decision, pod: PodView, enforced: En
     setRuntimeClassName: undefined,
     denial: undefined,
     denialReason: undefined,
-    warnings: findings.map((finding) => `audit, not enforced: ${finding}`),
+    warnings: findings.map((finding) => `audit: ${finding}`),
     outcome: changes ? 'audited' : 'unchanged',
   };
 }

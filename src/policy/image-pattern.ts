@@ -105,7 +105,9 @@ export function compileImagePattern(source: string): CompiledPattern {
     repository = name;
   } else {
     const { domain, remainder } = splitDomain(name);
-    repository = `${domain}/${remainder}`;
+    // `docker.io/**` names every repository on Docker Hub, not only its official `library/` images.
+    const rest = slash !== -1 && name.slice(slash + 1).includes('**') ? name.slice(slash + 1) : remainder;
+    repository = `${domain}/${rest}`;
   }
   if (tag === '' || digest === '') return { ok: false, reason: 'empty tag or digest after ":" or "@"' };
   const never = neverMatches(repository, hasGlob(firstSegment) ? firstSegment : undefined);

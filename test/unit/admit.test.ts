@@ -147,7 +147,7 @@ describe('decision table (enforce mode)', () => {
     const response = await run(review, policy);
     expect(response.allowed).toBe(true);
     expect(decodePatch(response as unknown as Json)).toContainEqual({ op: 'replace', path: '/spec/runtimeClassName', value: 'gvisor' });
-    expect(response.warnings).toEqual(['runtimeClassName "runc" replaced by "gvisor" (spec.defaultAction)']);
+    expect(response.warnings).toEqual(['class "runc" replaced by "gvisor" (spec.defaultAction)']);
   });
 
   it('sandbox + hostNetwork, hostPID, hostIPC, hostPath and privileged: 403 naming each field', async () => {
@@ -191,7 +191,7 @@ describe('decision table (enforce mode)', () => {
     const cluster = facts({ classes: { gvisor: { state: 'present', handler: 'runsc', nodeSelector: undefined } } });
     const response = await run(podReview(), TENANT_POLICY, cluster);
     expect(response.allowed).toBe(true);
-    expect(response.warnings).toContain('RuntimeClass "gvisor" has no scheduling: the pod may land on a node without "runsc"');
+    expect(response.warnings).toContain('RuntimeClass "gvisor" has no scheduling; nodes may lack "runsc"');
   });
 
   it('sandbox + a nodeSelector that conflicts with the RuntimeClass: 403 naming both values', async () => {
@@ -303,14 +303,14 @@ describe('audit mode', () => {
     const response = await run(podReview(), audit);
     expect(response.allowed).toBe(true);
     expect(response.patch).toBeUndefined();
-    expect(response.warnings?.[0]).toBe('audit, not enforced: runtimeClassName "gvisor" set by spec.defaultAction');
+    expect(response.warnings?.[0]).toBe('audit: runtimeClassName "gvisor" set by spec.defaultAction');
     expect(response.auditAnnotations).toMatchObject({ decision: 'sandbox', outcome: 'audited', mode: 'audit' });
   });
 
   it('a pod to be denied is allowed with a warning', async () => {
     const response = await run(podReview({ pod: pod({ containers: [{ name: 'a', image: 'evil.example.com/x' }] }) }), audit);
     expect(response.allowed).toBe(true);
-    expect(response.warnings?.[0]).toBe('audit, not enforced: image "evil.example.com/x:latest" (spec.containers[0].image): denied by rule "blocked"');
+    expect(response.warnings?.[0]).toBe('audit: image "evil.example.com/x:latest" (containers[0]): denied by rule "blocked"');
     expect(response.auditAnnotations).toMatchObject({ decision: 'deny', outcome: 'audited' });
   });
 
