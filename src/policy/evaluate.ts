@@ -224,6 +224,14 @@ export function decide(policy: Policy, namespace: NamespaceFacts, pod: PodView):
   for (const rule of candidateRules(policy.index, namespace.name, pod)) {
     const m = matchRule(policy.index, rule, namespace, pod);
     if (m === NO) continue;
+    // An allow rule that only may match never decides: the pod would take the action of a later
+    // rule or the default if it did not match, and allow is the least strict of them, so the action
+    // is the same; but an admitted unsandboxed pod is then always decided by a rule that surely
+    // matched it, which is what the audit annotation names.
+    if (m === UNKNOWN && rule.action === 'allow') {
+      failSafe ??= unknownFacts(rule, namespace, pod);
+      continue;
+    }
     if (!chosen || STRICTNESS[rule.action] > STRICTNESS[chosen.action]) {
       chosen = rule;
       chosenSure = m === YES;
