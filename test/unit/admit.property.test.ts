@@ -164,7 +164,10 @@ function oracle(rule: GeneratedRule, namespace: GeneratedNamespace, images: Gene
 
 function facts(namespace: GeneratedNamespace): ClusterFacts {
   return {
-    namespace: (name) => (namespace.known ? { name, labels: namespace.tier ? { tier: namespace.tier } : {} } : { name, labels: undefined, unknownReason: 'generated' }),
+    namespace: (name) => {
+      const labels: Record<string, string> = namespace.tier ? { tier: namespace.tier } : {};
+      return namespace.known ? { name, labels } : { name, labels: undefined, unknownReason: 'generated' };
+    },
     runtimeClass: (name) => (name === 'gvisor' || name === 'runc' ? { state: 'present', handler: name, nodeSelector: {} } : { state: 'missing' }),
   };
 }
