@@ -145,6 +145,7 @@ export async function admit(request: AdmissionRequest, policy: Policy, cluster: 
   const pod = parsed.pod;
   const namespaceName = request.namespace || (((request.object as Json).metadata as Json | undefined)?.namespace as string | undefined);
   if (!namespaceName) return rejected(request, 400, 'the pod has no namespace (request.namespace is empty)');
+  if (namespaceName.length > 253) return rejected(request, 400, 'metadata.namespace is longer than 253 characters');
 
   if (pod.isMirror && isKubelet(request)) {
     // Mirror pods are the apiserver's copies of a kubelet's static pods: never mutate them (docs/kubernetes.md §3).

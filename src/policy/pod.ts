@@ -81,6 +81,7 @@ function optionalBoolean(value: unknown, path: string, field: Field = ''): boole
   return value;
 }
 
+const NAME_MAX_CHARS = 253;
 const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 const HOST_NAMESPACE_FIELDS = ['hostNetwork', 'hostPID', 'hostIPC'] as const;
 
@@ -92,6 +93,11 @@ export function readPod(object: unknown): ReadPodResult {
     if (!spec) throw new ShapeError('spec: required');
     const name = optionalString(metadata.name, 'metadata.name');
     const generateName = optionalString(metadata.generateName, 'metadata.generateName');
+    // Mutating webhooks run before the apiserver validates the object: a name over the apiserver's
+    // own limit (a DNS subdomain, 253 characters) would otherwise reach messages and logs.
+    for (const [field, value] of [['metadata.name', name], ['metadata.generateName', generateName]] as const) {
+      if (value !== undefined && value.length > NAME_MAX_CHARS) throw new ShapeError(`${field}: longer than ${NAME_MAX_CHARS} characters`);
+    }
     const annotations = stringMap(metadata.annotations, 'metadata.annotations');
 
     const incompatibilities: string[] = [];

@@ -195,3 +195,21 @@ describe('every warning says what decided it within its first 120 characters', (
     }
   }
 });
+
+describe('names over the apiserver limits', () => {
+  it.each([
+    ['metadata.name', { name: 'n'.repeat(254) }],
+    ['metadata.generateName', { name: undefined, generateName: 'g'.repeat(254) }],
+    ['metadata.namespace', { namespace: 'n'.repeat(254) }],
+  ])('a pod whose %s is over 253 characters is denied with 400 before it reaches a message', async (field, metadata) => {
+    const review = podReview({ pod: pod({}, metadata) });
+    const request = review.request as Json;
+    request.name = '';
+    request.namespace = '';
+    const { response } = await answer(review);
+    expect(response.allowed).toBe(false);
+    expect(response.status?.code).toBe(400);
+    expect(response.status?.message).toContain(`${field}`);
+    expect(response.status?.message.length).toBeLessThan(200);
+  });
+});
