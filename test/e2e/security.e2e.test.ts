@@ -4,6 +4,8 @@
 // and, with the webhook down under failurePolicy Ignore, the chart's backstop ValidatingAdmissionPolicy
 // (rendered by the real helm) rejecting the image swap on its own.
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -73,6 +75,20 @@ async function create(namespace: string, body: V1Pod): Promise<V1Pod> {
 const setImage = (namespace: string, name: string, image: string): Promise<Run> => kubectl('set', 'image', '-n', namespace, `pod/${name}`, `app=${image}`);
 // No -it: kubectl adds the ephemeral container and returns, as in a script.
 const debug = (namespace: string, name: string, image: string): Promise<Run> => kubectl('debug', '-n', namespace, `pod/${name}`, `--image=${image}`, '-c', 'debugger', '--profile=general');
+
+/** `helm template` of the backstop alone, with `values` (JSON is YAML) in a values file. */
+async function renderBackstop(values: object): Promise<Run> {
+  const dir = mkdtempSync(join(tmpdir(), 'sec-e2e-values-'));
+  try {
+    writeFileSync(join(dir, 'values.yaml'), JSON.stringify(values));
+    return await run(join(inject('binDir'), 'helm'), [
+      'template', RELEASE, join(REPO_ROOT, 'charts/sandbox-webhook'), '--namespace', 'sec-e2e-system',
+      '--show-only', 'templates/validatingadmissionpolicy.yaml', '-f', join(dir, 'values.yaml'),
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 async function images(namespace: string, name: string): Promise<string[]> {
   const stored = await core.readNamespacedPod({ namespace, name });
@@ -197,10 +213,7 @@ describe('the paths around the CREATE check, on a real apiserver', () => {
       });
       await webhook.stop();
 
-      const rendered = await run(join(inject('binDir'), 'helm'), [
-        'template', RELEASE, join(REPO_ROOT, 'charts/sandbox-webhook'), '--namespace', 'sec-e2e-system',
-        '--show-only', 'templates/validatingadmissionpolicy.yaml',
-      ]);
+      const rendered = await renderBackstop({});
       expect(rendered.code, rendered.stderr).toBe(0);
       const applied = await run(join(inject('binDir'), 'kubectl'), ['apply', '-f', '-'], rendered.stdout);
       expect(applied.code, applied.stderr).toBe(0);
@@ -225,6 +238,39 @@ describe('the paths around the CREATE check, on a real apiserver', () => {
 
       const labelled = await kubectl('label', '-n', platform, 'pod/legacy', 'still=manageable');
       expect(labelled.code).toBe(0);
+    });
+  });
+  describe('the backstop policy with its namespaceSelector unset', () => {
+    it('does not deny a pod in a namespace the policy exempts by a namespace glob, and denies it elsewhere', async () => {
+      await kubectl('delete', 'validatingadmissionpolicybinding,validatingadmissionpolicy', VAP_NAME, '--ignore-not-found');
+      const rendered = await renderBackstop({
+        validatingAdmissionPolicy: { namespaceSelector: null },
+        policy: { rules: [{ name: 'platform', match: { namespaces: ['sec-platform-*'] }, action: 'allow' }] },
+      });
+      expect(rendered.code, rendered.stderr).toBe(0);
+      const applied = await run(join(inject('binDir'), 'kubectl'), ['apply', '-f', '-'], rendered.stdout);
+      expect(applied.code, applied.stderr).toBe(0);
+      const dryRun = (namespace: string): Promise<unknown> =>
+        core.createNamespacedPod({ namespace, dryRun: 'All', body: pod(`probe-${Date.now()}`) }).then(
+          () => 'admitted',
+          (error: unknown) => String((error as { body?: string }).body),
+        );
+      let tenantAnswer = await dryRun(tenant);
+      for (let i = 0; i < 100 && tenantAnswer === 'admitted'; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        tenantAnswer = await dryRun(tenant);
+      }
+      expect(tenantAnswer).toContain(`ValidatingAdmissionPolicy '${VAP_NAME}'`);
+      expect(await dryRun(platform)).toBe('admitted');
+    });
+
+    it('is a render error when the policy exempts pods by labels or images, which the apiserver cannot tell apart', async () => {
+      const rendered = await renderBackstop({
+        validatingAdmissionPolicy: { namespaceSelector: null },
+        policy: { rules: [{ name: 'trusted-images', match: { allImages: ['registry.example.com/**'] }, action: 'allow' }] },
+      });
+      expect(rendered.code).not.toBe(0);
+      expect(rendered.stderr).toContain('validatingAdmissionPolicy.namespaceSelector is unset, and policy.rules[0] ("trusted-images") allows pods by labels or images');
     });
   });
 });
