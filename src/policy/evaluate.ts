@@ -72,7 +72,7 @@ export interface Verdict {
   readonly allowed: boolean;
   /** the runtimeClassName to write into the pod (enforce mode only) */
   readonly setRuntimeClassName: string | undefined;
-  /** the denial message (HTTP 403 in the response status) */
+  /** the denial message (HTTP 403 in the response status); in audit mode, what enforcement would deny with (logged) */
   readonly denial: string | undefined;
   /** why it was denied (the first problem found); undefined when allowed */
   readonly denialReason: DenialReason | undefined;
@@ -429,7 +429,7 @@ function conclude(policy: Policy, decision: Decision, pod: PodView, enforced: En
     decision,
     allowed: true,
     setRuntimeClassName: undefined,
-    denial: undefined,
+    denial,
     denialReason: undefined,
     warnings: findings.map((finding) => `audit: ${finding}`),
     outcome: changes ? 'audited' : 'unchanged',

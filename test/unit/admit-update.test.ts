@@ -213,3 +213,12 @@ describe('names over the apiserver limits', () => {
     expect(response.status?.message.length).toBeLessThan(200);
   });
 });
+
+describe('audit mode logs what enforcement would deny with', () => {
+  it('the summary reason of an audited denial is the denial text', async () => {
+    const { response, summary } = await answer(update({ old: unsandboxed(TRUSTED), now: unsandboxed(UNTRUSTED) }), AUDIT);
+    expect(response.allowed).toBe(true);
+    expect(response.status).toBeUndefined();
+    expect(summary.reason).toContain(`new image "${UNTRUSTED}" of container "c0" (spec.containers[0].image) must run sandboxed`);
+  });
+});
