@@ -18,7 +18,7 @@ import { decodeReview, MESSAGE_MAX_CHARS, WARNINGS_MAX_COUNT } from '../../src/a
 import { compilePolicy, type Policy } from '../../src/policy/policy.js';
 import type { Json } from '../support/review.js';
 
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 3000);
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 2500);
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
 // Registries with every spelling that reaches them.
