@@ -24,9 +24,10 @@ export interface AdmissionRequest {
   readonly subResource: string | undefined;
   readonly name: string | undefined;
   readonly namespace: string | undefined;
-  /** CREATE, UPDATE, DELETE or CONNECT; other values are answered like any request we do not mutate */
-  readonly operation: string;
+  readonly operation: Operation;
   readonly object: unknown;
+  /** the object before an UPDATE (or DELETE); undefined otherwise */
+  readonly oldObject: unknown;
   readonly dryRun: boolean;
   /** the authenticated requester; decisions never depend on it, except to recognise a kubelet */
   readonly userInfo: { readonly username: string; readonly groups: readonly string[] };
@@ -55,6 +56,19 @@ export interface AdmissionReviewReply {
   readonly response: AdmissionResponse;
 }
 
+/** The operations an apiserver sends (PATCH arrives as UPDATE; docs/kubernetes.md §1): a closed set. */
+export const OPERATIONS = ['CREATE', 'UPDATE', 'DELETE', 'CONNECT'] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+// Caps on the strings of the envelope that reach logs and messages. The apiserver's own limits are
+// lower: a uid is a UUID (36), object names are DNS subdomains (253), resources and subresources
+// are DNS labels or paths of them. A review over a cap is not from an apiserver.
+const UID_MAX_CHARS = 128;
+const NAME_MAX_CHARS = 253;
+const RESOURCE_MAX_CHARS = 253;
+const USERNAME_MAX_CHARS = 1024;
+const QUOTED_MAX_CHARS = 64;
+
 export type DecodedReview =
   | { ok: true; apiVersion: ReviewVersion; request: AdmissionRequest }
   | { ok: false; message: string };
@@ -71,6 +85,20 @@ function fail(message: string): DecodedReview {
 
 function optionalString(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+/** A value from the request, quoted for a message: at most QUOTED_MAX_CHARS of it. */
+function quote(value: unknown): string {
+  const text = JSON.stringify(value) ?? 'nothing';
+  return text.length > QUOTED_MAX_CHARS ? `${text.slice(0, QUOTED_MAX_CHARS)}... (${text.length} characters)` : text;
+}
+
+/** The first field whose string is longer than its cap, in words; undefined when all fit. */
+function overCap(fields: readonly [string, unknown, number][]): string | undefined {
+  for (const [path, value, max] of fields) {
+    if (typeof value === 'string' && value.length > max) return `${path} is longer than ${max} characters`;
+  }
+  return undefined;
 }
 
 function isString(value: unknown): value is string {
@@ -92,11 +120,11 @@ function userInfo(value: unknown): AdmissionRequest['userInfo'] {
 export function decodeReview(body: unknown): DecodedReview {
   if (!isObject(body)) return fail('body must be a JSON object (an AdmissionReview)');
   if (body.kind !== 'AdmissionReview') {
-    return fail(`kind must be "AdmissionReview", got ${JSON.stringify(body.kind) ?? 'nothing'}`);
+    return fail(`kind must be "AdmissionReview", got ${quote(body.kind)}`);
   }
   const apiVersion = body.apiVersion;
   if (!REVIEW_VERSIONS.includes(apiVersion as ReviewVersion)) {
-    return fail(`apiVersion must be one of ${REVIEW_VERSIONS.join(', ')}, got ${JSON.stringify(apiVersion) ?? 'nothing'}`);
+    return fail(`apiVersion must be one of ${REVIEW_VERSIONS.join(', ')}, got ${quote(apiVersion)}`);
   }
   const request = body.request;
   if (!isObject(request)) return fail('request is missing: an AdmissionReview sent for admission carries a request');
@@ -108,6 +136,23 @@ export function decodeReview(body: unknown): DecodedReview {
     return fail('request.resource is missing or has no resource');
   }
   if (typeof request.operation !== 'string' || request.operation === '') return fail('request.operation is missing');
+  if (!OPERATIONS.includes(request.operation as Operation)) {
+    return fail(`request.operation must be one of ${OPERATIONS.join(', ')}, got ${quote(request.operation)}`);
+  }
+  const tooLong = overCap([
+    ['request.uid', request.uid, UID_MAX_CHARS],
+    ['request.name', request.name, NAME_MAX_CHARS],
+    ['request.namespace', request.namespace, NAME_MAX_CHARS],
+    ['request.kind.group', kind.group, RESOURCE_MAX_CHARS],
+    ['request.kind.version', kind.version, RESOURCE_MAX_CHARS],
+    ['request.kind.kind', kind.kind, RESOURCE_MAX_CHARS],
+    ['request.resource.group', resource.group, RESOURCE_MAX_CHARS],
+    ['request.resource.version', resource.version, RESOURCE_MAX_CHARS],
+    ['request.resource.resource', resource.resource, RESOURCE_MAX_CHARS],
+    ['request.subResource', request.subResource, RESOURCE_MAX_CHARS],
+    ['request.userInfo.username', isObject(request.userInfo) ? request.userInfo.username : undefined, USERNAME_MAX_CHARS],
+  ]);
+  if (tooLong !== undefined) return fail(tooLong);
   return {
     ok: true,
     apiVersion: apiVersion as ReviewVersion,
@@ -122,8 +167,9 @@ export function decodeReview(body: unknown): DecodedReview {
       subResource: optionalString(request.subResource) || undefined,
       name: optionalString(request.name),
       namespace: optionalString(request.namespace),
-      operation: request.operation,
+      operation: request.operation as Operation,
       object: request.object,
+      oldObject: request.oldObject ?? undefined,
       dryRun: request.dryRun === true,
       userInfo: userInfo(request.userInfo),
     },
@@ -173,9 +219,20 @@ export function reviewReply(apiVersion: ReviewVersion, response: AdmissionRespon
   return { apiVersion, kind: 'AdmissionReview', response };
 }
 
-// The apiserver drops warnings that are empty or duplicated, and asks for each to stay under 120
-// characters without newlines (KUBERNETES.md §1).
+// The apiserver drops warnings that are empty or duplicated, asks for each to stay under 120
+// characters without newlines, and truncates past 4096 characters in all (docs/kubernetes.md §1).
+// A few warnings, each cut to fit, stay far below that; the last one says how many were left out.
 const WARNING_MAX_CHARS = 120;
+export const WARNINGS_MAX_COUNT = 8;
+
+/** status.message and the logged reason: the first 4 KiB say what a user needs; lists inside name a few and count the rest. */
+export const MESSAGE_MAX_CHARS = 4096;
+
+export function capMessage(message: string): string {
+  if (message.length <= MESSAGE_MAX_CHARS) return message;
+  const more = ` ... (${message.length - MESSAGE_MAX_CHARS} more characters)`;
+  return `${message.slice(0, MESSAGE_MAX_CHARS - more.length)}${more}`;
+}
 
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]+/g;
@@ -191,5 +248,7 @@ export function sanitizeWarnings(warnings: readonly string[]): string[] {
     if (text.length >= WARNING_MAX_CHARS) text = `${text.slice(0, WARNING_MAX_CHARS - 4)}...`;
     if (text !== '' && !out.includes(text)) out.push(text);
   }
-  return out;
+  if (out.length <= WARNINGS_MAX_COUNT) return out;
+  const left = out.length - (WARNINGS_MAX_COUNT - 1);
+  return [...out.slice(0, WARNINGS_MAX_COUNT - 1), `and ${left} more warnings`];
 }

@@ -1,17 +1,24 @@
 import { makeRe } from 'minimatch';
-import { splitDomain, splitTagAndDigest, type ImageRef } from './image.js';
+import { canonicalDomain, splitDomain, splitTagAndDigest, type ImageRef } from './image.js';
 
 // An image pattern is a glob over the normalised reference, `/` being the path separator, so
 // `registry.example.com/**` never matches `registry.example.com.evil.io/x` (DESIGN.md).
 //   - A pattern without tag or digest matches every tag and digest of the repositories it names.
 //   - `repo:tag-glob` also requires the tag; `repo@digest-glob` also requires the digest.
 //   - A first segment without a glob is normalised like an image (`nginx` -> `docker.io/library/nginx`),
-//     so patterns can be written the way images are. A first segment with a glob names registries.
+//     so patterns can be written the way images are, with the same registry equivalences
+//     (docs/image-references.md). A first segment with a glob names registries.
+//   - A pattern that can never match a normalised reference is an error, not a rule that silently
+//     matches nothing: upper case in the repository (references are lower case there), a registry
+//     glob spelled with `:443` or a Docker Hub alias (references never carry them).
 
 export interface ImagePattern {
   readonly source: string;
   /** the pattern after normalisation, as matched */
   readonly normalized: string;
+  /** the tag and digest globs, when the pattern has them */
+  readonly tag: string | undefined;
+  readonly digest: string | undefined;
   /** the literal text before the first glob character: an index key (see policy/index.ts) */
   readonly literalPrefix: string;
   matches(ref: ImageRef): boolean;
@@ -58,6 +65,25 @@ export function hasGlob(text: string): boolean {
   return GLOB_CHARS.test(text);
 }
 
+// Character classes (`[A-Za-z]`) may name upper case and still match lower case: they are skipped.
+const UPPER_CASE_OUTSIDE_CLASSES = /^(?:\[[^\]]*\]|[^A-Z[])*[A-Z]/;
+
+function neverMatches(repository: string, registryGlob: string | undefined): string | undefined {
+  if (UPPER_CASE_OUTSIDE_CLASSES.test(repository)) {
+    return 'it has upper case letters, and registry hosts and repository paths are lower case in a reference';
+  }
+  if (registryGlob !== undefined) {
+    // Hosts are canonical in a reference (image.ts canonicalDomain): a glob must name them that way.
+    for (const alternative of registryGlob.split(/[{},]/)) {
+      if (alternative !== '' && !hasGlob(alternative) && canonicalDomain(alternative) !== alternative) {
+        return `registry "${alternative}" is written "${canonicalDomain(alternative)}" in a reference`;
+      }
+    }
+    if (/:443(?=$|[,}])/.test(registryGlob)) return 'the default HTTPS port ":443" never appears in a reference';
+  }
+  return undefined;
+}
+
 export function compileImagePattern(source: string): CompiledPattern {
   if (source === '') return { ok: false, reason: 'pattern is empty' };
   if (/\s/.test(source)) return { ok: false, reason: 'pattern contains whitespace' };
@@ -79,9 +105,13 @@ export function compileImagePattern(source: string): CompiledPattern {
     repository = name;
   } else {
     const { domain, remainder } = splitDomain(name);
-    repository = `${domain}/${remainder}`;
+    // `docker.io/**` names every repository on Docker Hub, not only its official `library/` images.
+    const rest = slash !== -1 && name.slice(slash + 1).includes('**') ? name.slice(slash + 1) : remainder;
+    repository = `${domain}/${rest}`;
   }
   if (tag === '' || digest === '') return { ok: false, reason: 'empty tag or digest after ":" or "@"' };
+  const never = neverMatches(repository, hasGlob(firstSegment) ? firstSegment : undefined);
+  if (never !== undefined) return { ok: false, reason: `can never match a normalised image reference: ${never}` };
 
   const repositoryMatches = compileGlob(repository);
   const tagMatches = tag === undefined ? undefined : compileGlob(tag);
@@ -97,6 +127,8 @@ export function compileImagePattern(source: string): CompiledPattern {
     pattern: {
       source,
       normalized,
+      tag,
+      digest,
       literalPrefix,
       matches(ref) {
         if (!repositoryMatches(ref.repository)) return false;

@@ -4,6 +4,11 @@
 //   user/app          -> docker.io/user/app:latest
 //   Registry.IO:5000/a -> registry.io:5000/a:latest   (hosts are case-insensitive)
 //   nginx@sha256:...  -> docker.io/library/nginx@sha256:...   (a digest pins it: no tag is added)
+// and with the registry spellings that reach the same registry made one (docs/image-references.md):
+//   index.docker.io, registry-1.docker.io (with or without :443) -> docker.io
+//   host:443                                                     -> host   (the default HTTPS port)
+// Images and policy patterns both go through canonicalDomain, so a deny rule written for a registry
+// also matches every other spelling of it.
 
 export interface ImageRef {
   /** registry host (lower case), with port if any: `docker.io`, `localhost:5000` */
@@ -19,7 +24,11 @@ export interface ImageRef {
 export type ParsedImage = { ok: true; ref: ImageRef } | { ok: false; reason: string };
 
 const DEFAULT_DOMAIN = 'docker.io';
-const LEGACY_DEFAULT_DOMAIN = 'index.docker.io';
+// Docker Hub's other names: distribution/reference normalize.go maps index.docker.io (legacyDefaultDomain)
+// to docker.io, and containerd's docker resolver (core/remotes/docker/resolver.go) sends docker.io
+// to registry-1.docker.io, so all three pull the same images.
+const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set(['index.docker.io', 'registry-1.docker.io']);
+const DEFAULT_HTTPS_PORT = ':443';
 const OFFICIAL_REPO_PREFIX = 'library/';
 
 // The grammar of github.com/distribution/reference (reference.go), anchored.
@@ -34,6 +43,17 @@ const DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 const MAX_REFERENCE_LENGTH = 4096;
 
 /**
+ * The one spelling of a registry host: lower case (hosts are case-insensitive), without the default
+ * HTTPS port (registries are reached over HTTPS, so `host:443` is `host`), Docker Hub's aliases as
+ * `docker.io`.
+ */
+export function canonicalDomain(host: string): string {
+  let domain = host.toLowerCase();
+  if (domain.endsWith(DEFAULT_HTTPS_PORT)) domain = domain.slice(0, -DEFAULT_HTTPS_PORT.length);
+  return DOCKER_HUB_ALIASES.has(domain) ? DEFAULT_DOMAIN : domain;
+}
+
+/**
  * Splits `name` into domain and remainder the way docker does: the first path component is a
  * registry host only when it contains `.` or `:`, is `localhost`, or has upper case letters.
  */
@@ -43,9 +63,8 @@ export function splitDomain(name: string): { domain: string; remainder: string }
   const isHost =
     slash !== -1 &&
     (first.includes('.') || first.includes(':') || first === 'localhost' || first.toLowerCase() !== first);
-  let domain = isHost ? first.toLowerCase() : DEFAULT_DOMAIN;
+  const domain = isHost ? canonicalDomain(first) : DEFAULT_DOMAIN;
   let remainder = isHost ? name.slice(slash + 1) : name;
-  if (domain === LEGACY_DEFAULT_DOMAIN) domain = DEFAULT_DOMAIN;
   if (domain === DEFAULT_DOMAIN && !remainder.includes('/')) remainder = OFFICIAL_REPO_PREFIX + remainder;
   return { domain, remainder };
 }

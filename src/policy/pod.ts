@@ -8,9 +8,10 @@ import type { Labels } from './selector.js';
 export const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
 
 export interface PodImage {
-  /** where it was found: `spec.initContainers[0].image` */
+  /** where it was found: `spec.initContainers[0].image`, `spec.volumes[2].image.reference` */
   readonly path: string;
-  readonly container: string;
+  /** what runs or mounts it, in words: `container "app"`, `volume "models"` */
+  readonly owner: string;
   readonly image: string;
   readonly parsed: ParsedImage;
 }
@@ -80,47 +81,9 @@ function optionalBoolean(value: unknown, path: string, field: Field = ''): boole
   return value;
 }
 
+const NAME_MAX_CHARS = 253;
 const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 const HOST_NAMESPACE_FIELDS = ['hostNetwork', 'hostPID', 'hostIPC'] as const;
-
-// Pods repeat images (every replica of a Deployment, the same sidecars in every namespace): each
-// reference is parsed once and its frozen result shared. Bounded, so that references sent to fill
-// it cost at most this much memory; when full it starts over.
-const PARSED_IMAGES = new Map<string, ParsedImage>();
-const PARSED_IMAGES_MAX_ENTRIES = 4096;
-const PARSED_IMAGE_MAX_CHARS = 512;
-
-function parseImageOnce(image: string): ParsedImage {
-  let parsed = PARSED_IMAGES.get(image);
-  if (parsed === undefined) {
-    parsed = parseImage(image);
-    if (parsed.ok) Object.freeze(parsed.ref);
-    Object.freeze(parsed);
-    if (image.length <= PARSED_IMAGE_MAX_CHARS) {
-      if (PARSED_IMAGES.size >= PARSED_IMAGES_MAX_ENTRIES) PARSED_IMAGES.clear();
-      PARSED_IMAGES.set(image, parsed);
-    }
-  }
-  return parsed;
-}
-
-// `spec.containers[0]` and `spec.containers[0].image`, built once for the indices pods use rather
-// than on every review.
-const CACHED_PATHS = 32;
-const PATHS = new Map(
-  CONTAINER_LISTS.map((list) => {
-    const containers = Array.from({ length: CACHED_PATHS }, (_, i) => `spec.${list}[${i}]`);
-    return [list, { containers, images: containers.map((path) => `${path}.image`) }] as const;
-  }),
-);
-
-function containerPath(list: (typeof CONTAINER_LISTS)[number], i: number): string {
-  return PATHS.get(list)?.containers[i] ?? `spec.${list}[${i}]`;
-}
-
-function imagePath(list: (typeof CONTAINER_LISTS)[number], i: number): string {
-  return PATHS.get(list)?.images[i] ?? `spec.${list}[${i}].image`;
-}
 
 export function readPod(object: unknown): ReadPodResult {
   try {
@@ -130,17 +93,33 @@ export function readPod(object: unknown): ReadPodResult {
     if (!spec) throw new ShapeError('spec: required');
     const name = optionalString(metadata.name, 'metadata.name');
     const generateName = optionalString(metadata.generateName, 'metadata.generateName');
+    // Mutating webhooks run before the apiserver validates the object: a name over the apiserver's
+    // own limit (a DNS subdomain, 253 characters) would otherwise reach messages and logs.
+    for (const [field, value] of [['metadata.name', name], ['metadata.generateName', generateName]] as const) {
+      if (value !== undefined && value.length > NAME_MAX_CHARS) throw new ShapeError(`${field}: longer than ${NAME_MAX_CHARS} characters`);
+    }
     const annotations = stringMap(metadata.annotations, 'metadata.annotations');
 
     const incompatibilities: string[] = [];
     for (const field of HOST_NAMESPACE_FIELDS) {
       if (optionalBoolean(spec[field], 'spec.', field)) incompatibilities.push(`spec.${field}`);
     }
+    const volumeImages: PodImage[] = [];
     const volumes = optionalList(spec.volumes, 'spec.volumes');
     for (let i = 0; i < volumes.length; i++) {
       const volume = optionalObject(volumes[i], 'spec.volumes', i);
-      if (volume && volume.hostPath !== undefined && volume.hostPath !== null) {
-        incompatibilities.push(`spec.volumes[${i}].hostPath (volume "${String(volume.name ?? '')}")`);
+      if (!volume) continue;
+      const volumeName = String(volume.name ?? '');
+      if (volume.hostPath !== undefined && volume.hostPath !== null) {
+        incompatibilities.push(`spec.volumes[${i}].hostPath (volume "${volumeName}")`);
+      }
+      // An image volume's content is mounted into the pod's containers (docs/kubernetes.md §7): its
+      // reference is an image like any container's, for every rule.
+      const source = optionalObject(volume.image, `spec.volumes[${i}]`, '.image');
+      if (source) {
+        const path = `spec.volumes[${i}].image.reference`;
+        const image = optionalString(source.reference, path) ?? '';
+        volumeImages.push({ path, owner: `volume "${volumeName}"`, image, parsed: parseImage(image) });
       }
     }
 
@@ -148,17 +127,19 @@ export function readPod(object: unknown): ReadPodResult {
     for (const list of CONTAINER_LISTS) {
       const entries = optionalList(spec[list], 'spec.', list);
       for (let i = 0; i < entries.length; i++) {
-        const path = containerPath(list, i);
+        const path = `spec.${list}[${i}]`;
         const container = optionalObject(entries[i], path) ?? {};
         const containerName = optionalString(container.name, path, '.name') ?? '';
         const image = optionalString(container.image, path, '.image') ?? '';
-        images.push({ path: imagePath(list, i), container: containerName, image, parsed: parseImageOnce(image) });
+        images.push({ path: `${path}.image`, owner: `container "${containerName}"`, image, parsed: parseImage(image) });
         const securityContext = optionalObject(container.securityContext, path, '.securityContext');
         if (securityContext && optionalBoolean(securityContext.privileged, path, '.securityContext.privileged')) {
           incompatibilities.push(`${path}.securityContext.privileged (container "${containerName}")`);
         }
       }
     }
+
+    for (const image of volumeImages) images.push(image);
 
     return {
       ok: true,

@@ -72,6 +72,12 @@ const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 const QUALIFIED_NAME_PART = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const RULE_NAME = /^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/;
+/**
+ * Names the webhook itself writes where a rule name goes (the `rule` audit annotation, metrics,
+ * logs): `default` for spec.defaultAction, `mirror-pod` for a kubelet's mirror pod. A rule so named
+ * would be reported as something it is not.
+ */
+export const RESERVED_RULE_NAMES: readonly string[] = ['default', 'mirror-pod'];
 
 class Problems {
   readonly errors: string[] = [];
@@ -343,6 +349,8 @@ export function compilePolicy(document: unknown): CompileResult {
     if (name !== undefined) {
       if (name.length > 63 || !RULE_NAME.test(name)) {
         problems.error(`${path}.name`, `"${name}" must be lower case letters, digits, "-", "_" or ".", at most 63 characters`);
+      } else if (RESERVED_RULE_NAMES.includes(name)) {
+        problems.error(`${path}.name`, `"${name}" is reserved (reserved names: ${RESERVED_RULE_NAMES.join(', ')}); choose another name`);
       } else if (seen.has(name)) {
         problems.error(`${path}.name`, `duplicate rule name "${name}" (also spec.rules[${seen.get(name)}])`);
       } else {
@@ -365,6 +373,18 @@ export function compilePolicy(document: unknown): CompileResult {
         `${path}.match.podSelector`,
         `pod labels are written by tenants: this allow rule lets any pod with labels ${describeSelector(match.podSelector.selector)} skip the sandbox`,
       );
+    }
+    if (match && action === 'deny') {
+      for (const field of ['anyImage', 'allImages'] as const) {
+        match[field]?.forEach((pattern, i) => {
+          if (pattern.tag !== undefined && pattern.digest === undefined) {
+            problems.warn(
+              `${path}.match.${field}[${i}]`,
+              `"${pattern.source}" denies by tag only: tags are mutable and the same image by digest does not match; name the repository without a tag to deny all of it`,
+            );
+          }
+        });
+      }
     }
     if (match && matchesEverything(match) && catchAll === undefined) catchAll = name ?? `#${index}`;
     if (name !== undefined && action !== undefined && ruleClass !== undefined && match) {

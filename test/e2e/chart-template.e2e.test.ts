@@ -660,7 +660,7 @@ describe('optional resources', () => {
     >('ValidatingAdmissionPolicy');
     expect(policy.apiVersion).toBe('admissionregistration.k8s.io/v1');
     expect(policy.spec.failurePolicy).toBe('Fail');
-    expect(policy.spec.matchConstraints.resourceRules).toEqual([expect.objectContaining({ operations: ['CREATE'], resources: ['pods'] })]);
+    expect(policy.spec.matchConstraints.resourceRules).toEqual([expect.objectContaining({ operations: ['CREATE', 'UPDATE'], resources: ['pods', 'pods/ephemeralcontainers'] })]);
     // The webhook's own choices (default class, accepted classes, per-rule classes) all pass the policy.
     expect(JSON.parse(policy.spec.variables.find((v) => v.name === 'accepted')?.expression ?? '[]')).toEqual(['gvisor', 'kata']);
     expect(policy.spec.validations[0]?.expression).toContain('object.spec.runtimeClassName in variables.accepted');

@@ -347,7 +347,7 @@ current-context: webhook
     const kubectlReason = admissionLog(namespace, 'needs-kata-kubectl')?.reason;
     // kubectl prints the webhook's warnings even for a denied request, then the Status message.
     expect(failure?.trim().split('\n')).toEqual([
-      `Warning: sandbox-webhook: pod denied by rule "kata-tier"`,
+      `Warning: RuntimeClass "${MISSING_CLASS}" missing: denied by rule "kata-tier"`,
       `Error from server (Forbidden): error when creating "STDIN": admission webhook "${registration.webhookName}" denied the request: sandbox-webhook: ${kubectlReason}`,
     ]);
   });

@@ -145,7 +145,7 @@ describe('sandbox-webhook in a real cluster', () => {
     it('shows the tenant the warning through kubectl', async () => {
       const result = await kubectlCreate(tenant, pod());
       expect(result.code).toBe(0);
-      expect(result.stderr).toContain('Warning: sandbox-webhook: runtimeClassName set to "gvisor" by rule "tenants"');
+      expect(result.stderr).toContain('Warning: runtimeClassName "gvisor" set by rule "tenants"');
       expect((JSON.parse(result.stdout) as V1Pod).spec?.runtimeClassName).toBe('gvisor');
     });
 
@@ -161,7 +161,7 @@ describe('sandbox-webhook in a real cluster', () => {
       const result = await kubectlCreate(tenant, pod({ containers: [{ name: 'x', image: 'evil.example.com/miner:1' }] }, 'miner'));
       expect(result.code).not.toBe(0);
       expect(result.stderr).toContain(`${DENIED_PREFIX}sandbox-webhook: pod miner denied by rule "blocked-registry"`);
-      expect(result.stderr).toContain('Warning: sandbox-webhook: pod denied by rule "blocked-registry"');
+      expect(result.stderr).toContain('Warning: image "evil.example.com/miner:1" (containers[0]): denied by rule "blocked-registry"');
     });
 
     it('denies a tenant pod that asks for hostNetwork and a hostPath, naming both fields', async () => {
@@ -239,7 +239,7 @@ describe('sandbox-webhook in a real cluster', () => {
     it('stores a tenant pod unpatched and tells the user what enforcement would do', async () => {
       const result = await kubectlCreate(tenant, pod({}, 'audited'));
       expect(result.code).toBe(0);
-      expect(result.stderr).toContain('Warning: sandbox-webhook: audit: would set runtimeClassName "gvisor" (rule "tenants")');
+      expect(result.stderr).toContain('Warning: audit: runtimeClassName "gvisor" set by rule "tenants"');
       const stored = await core.readNamespacedPod({ namespace: tenant, name: 'audited' });
       expect(stored.spec?.runtimeClassName).toBeUndefined();
     });
@@ -247,7 +247,7 @@ describe('sandbox-webhook in a real cluster', () => {
     it('admits a pod that enforcement would deny, with a warning', async () => {
       const result = await kubectlCreate(tenant, pod({ containers: [{ name: 'x', image: 'evil.example.com/miner:1' }] }, 'audited-miner'));
       expect(result.code).toBe(0);
-      expect(result.stderr).toContain('Warning: sandbox-webhook: audit: would deny (rule "blocked-registry")');
+      expect(result.stderr).toContain('Warning: audit: image "evil.example.com/miner:1" (containers[0]): denied by rule "blocked-registry"');
     });
   });
 

@@ -46,6 +46,49 @@ function matches(pattern: string, image: string): boolean {
   return compiled.pattern.matches(parsed.ref);
 }
 
+// The registry spellings that reach the same registry (docs/image-references.md), on images and
+// on patterns alike: a pattern written with one spelling matches every other.
+describe('registry equivalences', () => {
+  const SPELLINGS: [string, string][] = [
+    ['docker.io/library/nginx:1', 'docker.io/library/nginx:1'],
+    ['nginx:1', 'docker.io/library/nginx:1'],
+    ['index.docker.io/library/nginx:1', 'docker.io/library/nginx:1'],
+    ['registry-1.docker.io/library/nginx:1', 'docker.io/library/nginx:1'],
+    ['docker.io:443/library/nginx:1', 'docker.io/library/nginx:1'],
+    ['index.docker.io:443/library/nginx:1', 'docker.io/library/nginx:1'],
+    ['registry-1.docker.io:443/library/nginx:1', 'docker.io/library/nginx:1'],
+    ['Registry-1.Docker.IO/nginx:1', 'docker.io/library/nginx:1'],
+    ['registry-1.docker.io/user/app', 'docker.io/user/app:latest'],
+    ['registry.evil.example:443/x', 'registry.evil.example/x:latest'],
+    ['REGISTRY.EVIL.EXAMPLE:443/x', 'registry.evil.example/x:latest'],
+    ['localhost:443/x', 'localhost/x:latest'],
+    ['[::1]:443/x', '[::1]/x:latest'],
+  ];
+  it.each(SPELLINGS)('%s is %s', (image, normalized) => {
+    const parsed = parseImage(image);
+    expect(parsed.ok && parsed.ref.normalized).toBe(normalized);
+  });
+
+  it.each([
+    ['a port other than 443 is another registry', 'registry.example:5000/x', 'registry.example:5000/x:latest'],
+    ['a docker.io lookalike is not Docker Hub', 'docker.io.evil.example/library/nginx', 'docker.io.evil.example/library/nginx:latest'],
+    ['port 4430 is not 443', 'registry.example:4430/x', 'registry.example:4430/x:latest'],
+  ])('%s', (_name, image, normalized) => {
+    const parsed = parseImage(image);
+    expect(parsed.ok && parsed.ref.normalized).toBe(normalized);
+  });
+
+  it.each([
+    ['docker.io/library/nginx', SPELLINGS.slice(0, 8).map(([image]) => image)],
+    ['registry-1.docker.io:443/library/nginx', SPELLINGS.slice(0, 8).map(([image]) => image)],
+    ['index.docker.io/**', SPELLINGS.slice(0, 9).map(([image]) => image)],
+    ['registry.evil.example/**', ['registry.evil.example:443/x', 'REGISTRY.EVIL.EXAMPLE:443/x', 'registry.evil.example/a/b@sha256:' + 'a'.repeat(64)]],
+    ['registry.evil.example:443/**', ['registry.evil.example/x', 'registry.evil.example:443/x']],
+  ])('the pattern %s matches every spelling of its registry', (pattern, images) => {
+    for (const image of images) expect(matches(pattern, image), image).toBe(true);
+  });
+});
+
 describe('image patterns', () => {
   it.each([
     ['a registry glob matches a deep path under it', 'registry.example.com/**', 'registry.example.com/a/b/c:1', true],
@@ -80,5 +123,15 @@ describe('image patterns', () => {
     ['an empty tag', 'nginx:'],
   ])('rejects %s', (_name, pattern) => {
     expect(compileImagePattern(pattern).ok).toBe(false);
+  });
+});
+
+describe('Docker Hub patterns', () => {
+  it.each([
+    ['docker.io/** names every repository on Docker Hub', 'docker.io/**', 'user/app', true],
+    ['docker.io/** names the official images too', 'docker.io/**', 'nginx', true],
+    ['a single-segment name under docker.io is an official image', 'docker.io/nginx', 'docker.io/library/nginx:1', true],
+  ])('%s', (_name, pattern, image, expected) => {
+    expect(matches(pattern, image)).toBe(expected);
   });
 });

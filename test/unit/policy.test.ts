@@ -132,3 +132,37 @@ describe('policy loading', () => {
     expect(result.ok && Object.isFrozen(result.policy) && Object.isFrozen(result.policy.rules[0])).toBe(true);
   });
 });
+
+describe('names and patterns a policy author could get wrong', () => {
+  const rule = (name: string, match = '{}', action = 'sandbox'): string => `${HEADER}spec:\n  rules:\n    - name: ${name}\n      match: ${match}\n      action: ${action}\n`;
+
+  it.each([
+    ['default', 'spec.rules[0].name: "default" is reserved'],
+    ['mirror-pod', 'spec.rules[0].name: "mirror-pod" is reserved'],
+  ])('the reserved rule name %s is a load error with its path', (name, error) => {
+    expect(errorsOf(rule(name)).join('\n')).toContain(error);
+  });
+
+  it.each([
+    ['upper case in the repository path', '["registry.example.com/Team/**"]', 'spec.rules[0].match.anyImage[0]: invalid glob "registry.example.com/Team/**": can never match'],
+    ['a Docker Hub alias in a registry glob', '["{index.docker.io,quay.io}/**"]', 'registry "index.docker.io" is written "docker.io"'],
+    ['the default HTTPS port in a registry glob', '["*.example.com:443/**"]', 'the default HTTPS port ":443" never appears'],
+  ])('a pattern that can never match a normalised reference is a load error: %s', (_name, patterns, error) => {
+    expect(errorsOf(rule('r', `{ anyImage: ${patterns} }`, 'deny')).join('\n')).toContain(error);
+  });
+
+  it('a character class naming upper case still loads, since it can match lower case', () => {
+    expect(errorsOf(rule('r', '{ anyImage: ["registry.example.com/[a-zA-Z]*"] }', 'deny'))).toEqual([]);
+  });
+
+  it('a deny rule that relies on a tag alone gets a warning saying the same image by digest passes', () => {
+    const result = parsePolicyText(rule('r', '{ anyImage: ["evil.example.com/x:1.0", "evil.example.com/y", "evil.example.com/z:1@sha256:*"] }', 'deny'));
+    expect(result.warnings).toEqual([
+      'spec.rules[0].match.anyImage[0]: "evil.example.com/x:1.0" denies by tag only: tags are mutable and the same image by digest does not match; name the repository without a tag to deny all of it',
+    ]);
+  });
+
+  it('an allow rule with a tag gets no such warning (a tag there narrows what is allowed)', () => {
+    expect(parsePolicyText(rule('r', '{ allImages: ["registry.example.com/x:1.0"] }', 'allow')).warnings).toEqual([]);
+  });
+});

@@ -26,11 +26,11 @@ function podWith(images: string[], labels: Record<string, string> = {}): PodView
 }
 
 /** What a decision says, reason included (read through its getter), without the engine's internals. */
-type Said = Pick<Decision, 'action' | 'rule' | 'runtimeClassName' | 'reason' | 'failSafe'>;
+type Said = Pick<Decision, 'action' | 'source' | 'runtimeClassName' | 'reason' | 'failSafe'>;
 
 function said(decision: Decision): Said {
-  const { action, rule, runtimeClassName, reason, failSafe } = decision;
-  return { action, rule, runtimeClassName, reason, failSafe };
+  const { action, source, runtimeClassName, reason, failSafe } = decision;
+  return { action, source, runtimeClassName, reason, failSafe };
 }
 
 function decideBoth(policy: Policy, namespace: string, pod: PodView): [Said, Said] {

@@ -140,6 +140,8 @@ export interface RegisterWebhookOptions {
   timeoutSeconds?: number;
   reinvocationPolicy?: 'IfNeeded' | 'Never';
   operations?: Array<'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT' | '*'>;
+  /** Resources of the rule, subresources included (`pods/ephemeralcontainers`). Default ["pods"]. */
+  resources?: string[];
   /** Excluded by the immutable kubernetes.io/metadata.name label. Default ["kube-system"]. */
   excludedNamespaces?: string[];
   /**
@@ -172,7 +174,7 @@ export function webhookConfiguration(options: RegisterWebhookOptions): V1Mutatin
           {
             apiGroups: [''],
             apiVersions: ['v1'],
-            resources: ['pods'],
+            resources: options.resources ?? ['pods'],
             operations: options.operations ?? ['CREATE'],
             scope: '*',
           },
