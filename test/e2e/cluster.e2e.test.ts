@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { InformerFacts } from '../../src/cluster/cluster-facts.js';
 import { DEFAULT_LOOKUP_TIMEOUT_MS } from '../../src/cluster/index.js';
 import { HttpKubeApi } from '../../src/cluster/kube-api.js';
-import { Metrics } from '../../src/server/metrics.js';
+import { Metrics } from '../../src/telemetry/metrics.js';
 import {
   createGvisorRuntimeClass,
   createNamespace,
