@@ -140,7 +140,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
     flag: 'max-buffered-body-mib',
     env: 'MAX_BUFFERED_BODY_MIB',
     kind: { type: 'integer', min: 20, max: 4096 },
-    default: '48',
+    default: '32',
     placeholder: 'N',
     help: "MiB of request bodies held at once beyond each one's first 64 KiB; a review past it is denied in-band as overloaded",
   },

@@ -18,6 +18,7 @@
 // docs/kubernetes.md §9), so only a flood meets it.
 
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import https from 'node:https';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifySchema, type FastifyServerOptions } from 'fastify';
 import { pino } from 'pino';
@@ -86,6 +87,7 @@ interface ErrorBody {
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   404: 'Not Found',
+  408: 'Request Timeout',
   405: 'Method Not Allowed',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
@@ -142,7 +144,7 @@ export function reviewBudgetMs(requestTimeoutMs: number, apiserverMs: number | u
 function createServer(
   options: AppOptions,
   handler: http.RequestListener,
-  limits: { headersTimeoutMs: number; readTimeoutMs: number; maxConnections: number },
+  limits: { headersTimeoutMs: number; readTimeoutMs: number; requestTimeoutMs: number; maxConnections: number },
 ): http.Server | https.Server {
   const serverOptions: http.ServerOptions = {
     headersTimeout: limits.headersTimeoutMs,
@@ -154,6 +156,16 @@ function createServer(
     ? // handshakeTimeout: a connection that opens and never completes its handshake is closed with the same deadline as headers.
       https.createServer({ ...serverOptions, ...secureContextOptions(options.tls), handshakeTimeout: limits.headersTimeoutMs }, handler)
     : http.createServer(serverOptions, handler);
+  // Node's headers and request deadlines run only once a request has begun: a connection that
+  // completes its handshake and then sends nothing would be held forever. So it gets the headers
+  // deadline as an inactivity timeout until its first bytes, then the longest a request can
+  // legitimately be silent (its body read, then its decision awaited); after each answer Node sets
+  // the keep-alive timeout itself. On an inactivity timeout Node closes the socket.
+  server.timeout = limits.readTimeoutMs + limits.requestTimeoutMs;
+  server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    socket.setTimeout(limits.headersTimeoutMs);
+    socket.once('data', () => socket.setTimeout(server.timeout));
+  });
   server.maxConnections = limits.maxConnections;
   server.on('drop', () => options.metrics.connectionsDropped.inc());
   return server;
@@ -161,12 +173,13 @@ function createServer(
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const bodyLimitBytes = options.bodyLimitBytes ?? BODY_LIMIT_BYTES;
-  const budget = new BodyBudget(options.maxBufferedBodyBytes ?? 48 * 1024 * 1024);
+  const budget = new BodyBudget(options.maxBufferedBodyBytes ?? 32 * 1024 * 1024);
   const requestTimeoutMs = options.requestTimeoutMs ?? 2500;
   const headersTimeoutMs = options.headersTimeoutMs ?? 2000;
   const limits = {
     headersTimeoutMs,
     readTimeoutMs: Math.max(headersTimeoutMs, options.readTimeoutMs ?? 5000),
+    requestTimeoutMs,
     maxConnections: options.maxConnections ?? 256,
   };
   const maxInFlight = options.maxInFlight ?? 512;

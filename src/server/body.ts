@@ -177,7 +177,7 @@ export function readBody(
 
   // The client went away or the read deadline closed the connection: nobody is left to answer.
   function onFailure(error?: Error): void {
-    finish(new BodyError(`body not received: ${error?.message ?? 'connection closed'}`, 400));
+    finish(new BodyError(`body not received: ${error?.message ?? 'connection closed'}`, 408));
   }
 
   stream.on('data', onData);

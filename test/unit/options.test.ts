@@ -53,7 +53,7 @@ describe('options', () => {
       headersTimeoutMs: 2000,
       readTimeoutMs: 5000,
       maxConnections: 256,
-      maxBufferedBodyMiB: 48,
+      maxBufferedBodyMiB: 32,
     });
   });
 
