@@ -219,9 +219,11 @@ async function run(options: Options, logger: Logger): Promise<number> {
         logger.info({ elapsedMs: elapsedMs() }, 'shutting down: stopped listening; finishing requests in flight');
         policyWatch.close();
         certificateWatch.close();
-        // Every review in flight ends within its own deadline; past that plus a margin, something
-        // is stuck: close what is left and exit rather than be killed at the end of the grace period.
-        const drainLimitMs = options.requestTimeoutMs + 2000;
+        // Every request in flight ends within its deadlines (its body within the read timeout, its
+        // decision within the review budget, both counted from its headers); past them plus a
+        // margin, something is stuck: close what is left and exit rather than be killed at the end
+        // of the grace period.
+        const drainLimitMs = Math.max(options.readTimeoutMs, options.requestTimeoutMs) + 2000;
         const drainTimer = setTimeout(() => {
           logger.error({ elapsedMs: elapsedMs(), drainLimitMs }, 'shutting down: requests still open after the drain limit; closing them');
           (app.server as HttpsServer).closeAllConnections();

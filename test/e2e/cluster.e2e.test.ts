@@ -125,7 +125,7 @@ describe('cluster awareness against a real apiserver', () => {
   let kubeconfigPath: string;
 
   async function metrics(): Promise<string> {
-    const { status, body } = await getUrl(`${webhook.url}/metrics`, { ca: Buffer.from(webhook.caPem) }, 2_000);
+    const { status, body } = await getUrl(webhook.metricsUrl, {}, 2_000);
     if (status !== 200) throw new Error(`GET /metrics: ${status}`);
     return body;
   }
