@@ -34,7 +34,7 @@ import {
   type ReviewVersion,
 } from '../admission/review.js';
 import type { Policy } from '../policy/policy.js';
-import { admissionLabels, decisionDenialReason, type DenialReasonLabel, type FailClosedReason, type Metrics } from '../telemetry/metrics.js';
+import { admissionLabels, decisionDenialReason, OTHER, type DenialReasonLabel, type FailClosedReason, type Metrics } from '../telemetry/metrics.js';
 import type { Readiness } from '../telemetry/readiness.js';
 import { BODY_LIMIT_BYTES, BodyBudget, BodyError, readBody, UnreadBody } from './body.js';
 import { secureContextOptions } from './tls.js';
@@ -324,10 +324,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return reviewReply(apiVersion, response);
   };
 
-  /** The in-band denial of a review whose body was read but not kept (body.ts). */
-  const unreadAnswer = (body: UnreadBody, head: NonNullable<UnreadBody['head']>): AdmissionReviewReply => {
+  /**
+   * The in-band denial of a review whose body was read but not kept (body.ts): counted like any
+   * answered review, with what is known of it (nothing but its uid).
+   */
+  const unreadAnswer = (raw: object, body: UnreadBody, head: NonNullable<UnreadBody['head']>): AdmissionReviewReply => {
     metrics.failClosed.inc({ reason: body.reason });
-    metrics.denials.inc({ reason: body.reason });
+    const labels = { operation: OTHER, decision: 'none', rule: '', mode: options.policy().mode, outcome: 'error' };
+    metrics.observeAdmission(labels, sinceArrivalMs(raw) / 1000, body.reason);
     const message =
       body.reason === 'body_too_large'
         ? `sandbox-webhook: the review is ${body.bytes} bytes, more than the ${bodyLimitBytes} bytes any apiserver review can be; denied fail-closed`
@@ -340,7 +344,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.post('/mutate', { schema: MUTATE_SCHEMA }, async (request, reply): Promise<AdmissionReviewReply | ErrorBody> => {
     if (request.body instanceof UnreadBody) {
       const body = request.body;
-      if (body.head) return unreadAnswer(body, body.head);
+      if (body.head) return unreadAnswer(request.raw, body, body.head);
       // Nothing identifies the review, so no answer can be in-band.
       const status = body.reason === 'body_too_large' ? 413 : 503;
       metrics.rejected(status);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admit } from '../../src/admission/admit.js';
 import { offlineFacts } from '../../src/admission/facts.js';
 import { decodeReview, reviewReply } from '../../src/admission/review.js';
-import { BODY_LIMIT_BYTES, buildApp } from '../../src/server/app.js';
+import { BODY_LIMIT_BYTES, buildApp, KEEP_ALIVE_TIMEOUT_MS } from '../../src/server/app.js';
 import { readEnvelopeHead } from '../../src/server/body.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
 import { policyFromSpec } from '../support/policy.js';
@@ -119,6 +119,7 @@ function escapedUpdateReview(uid: string, bytes: number): string {
 
 describe('request bodies up to the largest review an apiserver sends are answered in-band', () => {
   let server: FastifyInstance;
+  const metrics = new Metrics();
   afterAll(() => server?.close());
 
   const post = (payload: string | Buffer) =>
@@ -129,7 +130,7 @@ describe('request bodies up to the largest review an apiserver sends are answere
   });
 
   it("an UPDATE of two 1.5 MiB objects full of '<', escaped by Go (about 18 MiB), is read, decided and answered with its uid", async () => {
-    server = await app();
+    server = await buildApp({ policy: () => policy, cluster: offlineFacts, metrics });
     const body = escapedUpdateReview('worst-case', 1.5 * MIB - 4096);
     expect(body.length).toBeGreaterThan(17.9 * MIB);
     expect(body.length).toBeLessThanOrEqual(BODY_LIMIT_BYTES);
@@ -149,6 +150,9 @@ describe('request bodies up to the largest review an apiserver sends are answere
       kind: 'AdmissionReview',
       response: { uid: 'too-large', allowed: false, status: { code: 413, message: expect.stringMatching(/^sandbox-webhook: the review is \d+ bytes, more than the 19922944 bytes/) } },
     });
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^sandbox_webhook_admission_denials_total\{reason="body_too_large"\} 1$/m);
+    expect(text).toMatch(/^sandbox_webhook_admission_requests_total\{operation="other",decision="none",rule="",mode="enforce",outcome="error"\} 1$/m);
   });
 
   it('a body beyond the limit that does not begin like a review gets HTTP 413', async () => {
@@ -169,6 +173,41 @@ describe('request bodies up to the largest review an apiserver sends are answere
       expect(decided.json().response).toMatchObject({ uid: 'fits', allowed: true, patchType: 'JSONPatch' });
     } finally {
       await small.close();
+    }
+  });
+});
+
+describe('the limits of every connection', () => {
+  it('the server carries the headers, read, keep-alive and connection limits it was given', async () => {
+    const server = await buildApp({
+      policy: () => policy,
+      cluster: offlineFacts,
+      metrics: new Metrics(),
+      headersTimeoutMs: 1500,
+      readTimeoutMs: 4000,
+      requestTimeoutMs: 2000,
+      maxConnections: 77,
+    });
+    try {
+      expect(server.server).toMatchObject({
+        headersTimeout: 1500,
+        requestTimeout: 4000,
+        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+        // A request may be silent while its body is read and then while it is decided.
+        timeout: 6000,
+        maxConnections: 77,
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a read timeout shorter than the headers timeout is raised to it (Node requires it)', async () => {
+    const server = await buildApp({ policy: () => policy, cluster: offlineFacts, metrics: new Metrics(), headersTimeoutMs: 3000, readTimeoutMs: 1000 });
+    try {
+      expect(server.server.requestTimeout).toBe(3000);
+    } finally {
+      await server.close();
     }
   });
 });
