@@ -157,14 +157,14 @@ function createServer(
       https.createServer({ ...serverOptions, ...secureContextOptions(options.tls), handshakeTimeout: limits.headersTimeoutMs }, handler)
     : http.createServer(serverOptions, handler);
   // Node's headers and request deadlines run only once a request has begun: a connection that
-  // completes its handshake and then sends nothing would be held forever. So it gets the headers
-  // deadline as an inactivity timeout until its first bytes, then the longest a request can
-  // legitimately be silent (its body read, then its decision awaited); after each answer Node sets
-  // the keep-alive timeout itself. On an inactivity timeout Node closes the socket.
+  // completes its handshake and then sends nothing would be held forever. So a new connection gets
+  // the headers deadline as an inactivity timeout, and each request, once its headers are in, the
+  // longest it can legitimately be silent (its body read, then its decision awaited); after each
+  // answer Node sets the keep-alive timeout itself. On an inactivity timeout Node closes the socket.
   server.timeout = limits.readTimeoutMs + limits.requestTimeoutMs;
-  server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-    socket.setTimeout(limits.headersTimeoutMs);
-    socket.once('data', () => socket.setTimeout(server.timeout));
+  server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => socket.setTimeout(limits.headersTimeoutMs));
+  server.on('request', (request: http.IncomingMessage) => {
+    if (request.socket.timeout !== server.timeout) request.socket.setTimeout(server.timeout);
   });
   server.maxConnections = limits.maxConnections;
   server.on('drop', () => options.metrics.connectionsDropped.inc());

@@ -403,6 +403,46 @@ describe('a real TLS socket', () => {
     expect(response.protocol).toBe('TLSv1.2');
   });
 
+  it('a review decided after longer than the headers deadline is still answered on its connection', async () => {
+    const labelled = policyFromSpec(`
+  rules:
+    - name: tenants
+      match: { namespaceSelector: { matchLabels: { tenant: "true" } } }
+      action: sandbox
+`);
+    const slow = await buildApp({
+      policy: () => labelled,
+      cluster: {
+        namespace: (name) => new Promise((resolve) => setTimeout(() => resolve({ name, labels: { tenant: 'true' } }), 800)),
+        runtimeClass: () => ({ state: 'present', handler: 'runsc', nodeSelector: undefined }),
+      },
+      metrics: new Metrics(),
+      tls: { key: readFileSync(join(dir, 'tls.key')), cert: readFileSync(join(dir, 'tls.crt')) },
+      headersTimeoutMs: 300,
+      readTimeoutMs: 300,
+    });
+    await slow.listen({ port: 0, host: '127.0.0.1' });
+    const slowPort = (slow.server.address() as { port: number }).port;
+    try {
+      const response = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: slowPort, path: '/mutate?timeout=10s', method: 'POST', ca, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+          (res) => {
+            let text = '';
+            res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(podReview({ uid: 'slow-decision' })));
+      });
+      expect(response.status).toBe(200);
+      expect(JSON.parse(response.body).response).toMatchObject({ uid: 'slow-decision', allowed: true, patchType: 'JSONPatch' });
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('refuses TLS 1.1', async () => {
     await expect(send(JSON.stringify(podReview()), { maxVersion: 'TLSv1.1' })).rejects.toThrow();
   });
