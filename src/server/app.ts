@@ -10,12 +10,12 @@
 // the whole request with its body (readTimeoutMs, then 408 and the connection closed), an idle
 // keep-alive connection (KEEP_ALIVE_TIMEOUT_MS), and the review's own decision budget
 // (requestTimeoutMs, or less by the apiserver's ?timeout=). Open connections are capped
-// (maxConnections): one past the cap is closed as soon as it is accepted, before TLS. The
-// apiserver does not retry a failed call; it applies the webhook's failurePolicy to it (Fail:
-// the request is rejected and the client retries it, reaching any replica; Ignore: admitted
-// unchecked, which the ValidatingAdmissionPolicy backstop exists for; docs/kubernetes.md §1).
-// The cap is far above what an apiserver holds (it reuses a few dozen connections under a burst,
-// docs/kubernetes.md §9), so only a flood meets it.
+// (maxConnections): one past the cap is closed as soon as it is accepted, before TLS, and counted
+// (sandbox_webhook_connections_dropped_total). To the apiserver that call failed, and it applies
+// the webhook's failurePolicy (docs/kubernetes.md §1): Fail rejects the request, and the client's
+// retry reaches whichever replica the Service picks; Ignore admits it unchecked, which the
+// ValidatingAdmissionPolicy backstop exists for. The cap is far above what an apiserver holds (it
+// reuses a few dozen connections under a burst, docs/kubernetes.md §9), so only a flood meets it.
 
 import http from 'node:http';
 import type { Socket } from 'node:net';
