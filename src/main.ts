@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Wires the webhook: options -> policy -> certificate -> cluster -> HTTPS server, then keeps the
-// policy and certificate fresh and shuts down gracefully.
+// Wires the webhook: options -> policy -> certificate -> cluster -> HTTPS server and metrics
+// server, then keeps the policy and certificate fresh and shuts down gracefully.
 
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -10,12 +10,14 @@ import { pino, type Logger } from 'pino';
 import { offlineFacts } from './admission/facts.js';
 import { connectCluster } from './cluster/index.js';
 import { watchFiles } from './config/file-watch.js';
-import { packageRoot, parseOptions, USAGE, type Options } from './config/options.js';
+import { packageRoot, parseOptions, usage, type Options } from './config/options.js';
 import { loadPolicyFile, parsePolicyText } from './config/policy-file.js';
 import type { Policy } from './policy/policy.js';
-import { buildApp, type Readiness } from './server/app.js';
-import { Metrics } from './server/metrics.js';
+import { buildApp } from './server/app.js';
+import { startMetricsServer, type MetricsServer } from './server/metrics-server.js';
 import { checkCertificate, loadCertificate, secureContextOptions, type ServingCertificate } from './server/tls.js';
+import { Metrics } from './telemetry/metrics.js';
+import type { Readiness } from './telemetry/readiness.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(resolve(packageRoot(), 'package.json'), 'utf8')) as { version: string };
@@ -25,7 +27,7 @@ function version(): string {
 async function main(): Promise<number> {
   const parsed = parseOptions(process.argv.slice(2), process.env);
   if (parsed.ok === 'help') {
-    process.stdout.write(USAGE);
+    process.stdout.write(usage());
     return 0;
   }
   if (parsed.ok === 'version') {
@@ -33,16 +35,35 @@ async function main(): Promise<number> {
     return 0;
   }
   if (!parsed.ok) {
-    process.stderr.write(`sandbox-webhook: invalid options:\n${parsed.errors.map((e) => `  ${e}`).join('\n')}\n\n${USAGE}`);
+    process.stderr.write(`sandbox-webhook: invalid options:\n${parsed.errors.map((e) => `  ${e}`).join('\n')}\n\n${usage()}`);
     return 2;
   }
   const options = parsed.options;
-  const logger = pino({ level: options.logLevel, base: { service: 'sandbox-webhook' } });
-  return run(options, logger);
+  return run(options, logger(options));
+}
+
+/**
+ * Every decision is logged at info, so writes are asynchronous: pino's destination buffers while a
+ * write is under way instead of blocking the event loop on stdout. In a tight loop of decision
+ * lines into a pipe (this 2-vCPU VM, Node 20): 12-19 µs of wall time per line instead of 38-57
+ * µs, and 10-13 µs of CPU instead of 13-14. What is buffered is flushed before the process exits.
+ */
+const logDestination = pino.destination({ dest: 1, sync: false });
+
+function logger(options: Options): Logger {
+  return pino({ level: options.logLevel, base: { service: 'sandbox-webhook' } }, logDestination);
+}
+
+function flushLogs(): void {
+  try {
+    logDestination.flushSync();
+  } catch {
+    // nothing buffered, or stdout is gone: nothing to save
+  }
 }
 
 async function run(options: Options, logger: Logger): Promise<number> {
-  const metrics = new Metrics({ processMetrics: true });
+  const metrics = new Metrics({ processMetrics: true, version: version() });
 
   // The bytes the reload watch compares against, read before the policy is loaded: a change in
   // between then shows up as a change (at worst one needless reload), never as no change.
@@ -58,8 +79,9 @@ async function run(options: Options, logger: Logger): Promise<number> {
     return 1;
   }
   let policy: Policy = loaded.policy;
-  metrics.policyRules.set(policy.rules.length);
-  metrics.policyLoadedTimestamp.set(Date.now() / 1000);
+  // The hash of the bytes read just before: if the file changed in between, the watch below sees a
+  // change and reloads, which sets the hash of what is then in force.
+  metrics.policyLoaded(policy.rules.length, policyBaseline ?? '');
 
   let certificate: ServingCertificate;
   try {
@@ -96,6 +118,10 @@ async function run(options: Options, logger: Logger): Promise<number> {
     tls: certificate,
     logger,
     requestTimeoutMs: options.requestTimeoutMs,
+    headersTimeoutMs: options.headersTimeoutMs,
+    readTimeoutMs: options.readTimeoutMs,
+    maxConnections: options.maxConnections,
+    maxBufferedBodyBytes: options.maxBufferedBodyMiB * 1024 * 1024,
   });
 
   const policyWatch = watchFiles(
@@ -111,8 +137,7 @@ async function run(options: Options, logger: Logger): Promise<number> {
       }
       policy = result.policy;
       metrics.policyReloads.inc({ result: 'success' });
-      metrics.policyRules.set(policy.rules.length);
-      metrics.policyLoadedTimestamp.set(Date.now() / 1000);
+      metrics.policyLoaded(policy.rules.length, content ?? '');
       logger.info({ policyFile: options.policyFile, rules: policy.rules.length, mode: policy.mode }, 'policy reloaded');
     },
     (error) => {
@@ -152,18 +177,23 @@ async function run(options: Options, logger: Logger): Promise<number> {
     [certificate.cert, certificate.key],
   );
 
+  let metricsServer: MetricsServer | undefined;
   try {
     await app.listen({ port: options.port, host: options.host });
+    if (options.metricsPort !== 0) metricsServer = await startMetricsServer(metrics.registry, options.metricsPort, options.host);
   } catch (error) {
-    process.stderr.write(`sandbox-webhook: cannot listen on ${options.host}:${options.port}: ${(error as Error).message}\n`);
+    process.stderr.write(`sandbox-webhook: cannot listen on ${options.host}: ${(error as Error).message}\n`);
     policyWatch.close();
     certificateWatch.close();
+    await app.close();
     await cluster?.stop();
     return 1;
   }
   logger.info(
     {
       port: options.port,
+      metricsPort: metricsServer?.port ?? 'off',
+      maxConnections: options.maxConnections,
       policyFile: options.policyFile,
       rules: policy.rules.length,
       mode: policy.mode,
@@ -183,14 +213,17 @@ async function run(options: Options, logger: Logger): Promise<number> {
       // The pod is being deleted: endpoints and kube-proxy stop sending here within a few seconds,
       // and until then reviews keep arriving and must be answered. So: report unready, keep
       // serving (each answer closes its connection), and only after the delay stop listening.
-      logger.info({ signal, delayMs: options.shutdownDelayMs }, 'shutting down: unready, still serving until the delay ends');
+      const delayMs = options.shutdownDelaySeconds * 1000;
+      logger.info({ signal, delayMs }, 'shutting down: unready, still serving until the delay ends');
       setTimeout(() => {
         logger.info({ elapsedMs: elapsedMs() }, 'shutting down: stopped listening; finishing requests in flight');
         policyWatch.close();
         certificateWatch.close();
-        // Every review in flight ends within its own deadline; past that plus a margin, something
-        // is stuck: close what is left and exit rather than be killed at the end of the grace period.
-        const drainLimitMs = options.requestTimeoutMs + 2000;
+        // Every request in flight ends within its deadlines (its body within the read timeout, its
+        // decision within the review budget, both counted from its headers); past them plus a
+        // margin, something is stuck: close what is left and exit rather than be killed at the end
+        // of the grace period.
+        const drainLimitMs = Math.max(options.readTimeoutMs, options.requestTimeoutMs) + 2000;
         const drainTimer = setTimeout(() => {
           logger.error({ elapsedMs: elapsedMs(), drainLimitMs }, 'shutting down: requests still open after the drain limit; closing them');
           (app.server as HttpsServer).closeAllConnections();
@@ -199,6 +232,7 @@ async function run(options: Options, logger: Logger): Promise<number> {
         drainTimer.unref();
         void app
           .close()
+          .then(() => metricsServer?.close())
           .then(() => cluster?.stop())
           .then(() => {
             clearTimeout(drainTimer);
@@ -209,7 +243,7 @@ async function run(options: Options, logger: Logger): Promise<number> {
             logger.error({ err: error }, 'shutdown failed');
             resolveExit(1);
           });
-      }, options.shutdownDelayMs);
+      }, delayMs);
     };
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
@@ -219,10 +253,12 @@ async function run(options: Options, logger: Logger): Promise<number> {
 main().then(
   (code) => {
     process.exitCode = code;
+    flushLogs();
     // Timers of client libraries must not keep a finished process alive.
     setTimeout(() => process.exit(code), 200).unref();
   },
   (error: unknown) => {
+    flushLogs();
     process.stderr.write(`sandbox-webhook: fatal: ${(error as Error).stack ?? String(error)}\n`);
     process.exit(1);
   },

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { ClusterFacts } from '../admission/facts.js';
 import type { NamespaceFacts, RuntimeClassFact } from '../policy/evaluate.js';
 import type { Labels } from '../policy/selector.js';
-import type { Metrics } from '../server/metrics.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import type { Informer } from './informer.js';
 import { ApiError, isRecord, type KubeApi } from './kube-api.js';
 

@@ -23,7 +23,7 @@
 
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { Metrics } from '../server/metrics.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { ApiError, isRecord, type KubeApi, type WatchEvent } from './kube-api.js';
 
 export interface InformerTiming {

@@ -1,5 +1,8 @@
-// Runtime options from flags, then environment, then defaults (DESIGN.md "Interfaces users rely on").
-// Validated once into an immutable object; a bad option is an error that names the flag.
+// Runtime options from flags, then environment, then defaults (docs/design.md "Interfaces users rely on").
+// Each option is declared once below (flag, environment variable, default, type and range, help):
+// the parser, `--help` and the README's options table (`npm run docs:options`) all come from that
+// list, and a unit test fails when the README's table differs from it. Validated once into an
+// immutable object; a bad option is an error that names the flag, and all errors come at once.
 
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -12,6 +15,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Options {
   readonly port: number;
   readonly host: string;
+  /** plain-HTTP port of GET /metrics; 0 = no metrics listener */
+  readonly metricsPort: number;
   readonly policyFile: string;
   readonly tlsCertFile: string;
   readonly tlsKeyFile: string;
@@ -20,12 +25,135 @@ export interface Options {
   readonly kubeconfig: string | undefined;
   readonly offline: boolean;
   /** how long /readyz reports unready before the server stops taking connections on SIGTERM */
-  readonly shutdownDelayMs: number;
-  /** how often the policy and certificate files are checked for changes (watch events also trigger) */
-  readonly reloadIntervalMs: number;
+  readonly shutdownDelaySeconds: number;
   /** the longest a review may take before the webhook answers fail-closed on its own */
   readonly requestTimeoutMs: number;
+  /** TLS handshake and request headers must arrive within this, from the connection's start */
+  readonly headersTimeoutMs: number;
+  /** a whole request, headers and body, must arrive within this */
+  readonly readTimeoutMs: number;
+  /** open connections to the webhook port; more are closed at once */
+  readonly maxConnections: number;
+  /** request bodies buffered at once beyond each one's first 64 KiB, in MiB; larger bodies past it are shed */
+  readonly maxBufferedBodyMiB: number;
+  /** how often the policy and certificate files are checked for changes (watch events also trigger) */
+  readonly reloadIntervalMs: number;
 }
+
+type Kind =
+  | { readonly type: 'integer'; readonly min: number; readonly max: number }
+  | { readonly type: 'string' }
+  /** a file: given values resolve against the working directory, the default against the package root */
+  | { readonly type: 'path' }
+  | { readonly type: 'enum'; readonly values: readonly string[] }
+  /** a flag without value; its variable is "true" or "false" */
+  | { readonly type: 'boolean' };
+
+export interface OptionDeclaration {
+  readonly key: keyof Options;
+  readonly flag: string;
+  readonly env: string;
+  readonly kind: Kind;
+  /** the default as it would be written; undefined: none */
+  readonly default: string | undefined;
+  /** how help and README show the default, where the value alone would not say it */
+  readonly defaultText?: string;
+  /** the value's placeholder in --help */
+  readonly placeholder?: string;
+  readonly help: string;
+}
+
+export const OPTIONS: readonly OptionDeclaration[] = [
+  { key: 'port', flag: 'port', env: 'PORT', kind: { type: 'integer', min: 1, max: 65535 }, default: '8443', placeholder: 'N', help: 'HTTPS port: POST /mutate, GET /healthz, GET /readyz' },
+  { key: 'host', flag: 'host', env: 'HOST', kind: { type: 'string' }, default: '0.0.0.0', placeholder: 'ADDR', help: 'listen address of both ports' },
+  {
+    key: 'metricsPort',
+    flag: 'metrics-port',
+    env: 'METRICS_PORT',
+    kind: { type: 'integer', min: 0, max: 65535 },
+    default: '8080',
+    placeholder: 'N',
+    help: 'plain-HTTP port of GET /metrics (Prometheus); 0 turns it off',
+  },
+  { key: 'policyFile', flag: 'policy', env: 'POLICY_FILE', kind: { type: 'path' }, default: 'policies/default.yaml', placeholder: 'FILE', help: 'the SandboxPolicy; hot-reloaded on change' },
+  { key: 'tlsCertFile', flag: 'tls-cert', env: 'TLS_CERT_FILE', kind: { type: 'path' }, default: 'certs/tls.crt', placeholder: 'FILE', help: 'serving certificate, PEM; hot-reloaded on rotation' },
+  { key: 'tlsKeyFile', flag: 'tls-key', env: 'TLS_KEY_FILE', kind: { type: 'path' }, default: 'certs/tls.key', placeholder: 'FILE', help: 'serving key, PEM' },
+  { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', placeholder: 'LEVEL', help: LOG_LEVELS.join(', ') },
+  {
+    key: 'kubeconfig',
+    flag: 'kubeconfig',
+    env: 'KUBECONFIG',
+    kind: { type: 'string' },
+    default: undefined,
+    defaultText: 'in-cluster config in a pod, else offline',
+    placeholder: 'FILE',
+    help: 'cluster access',
+  },
+  { key: 'offline', flag: 'offline', env: 'OFFLINE', kind: { type: 'boolean' }, default: 'false', help: 'never contact a cluster, even if a kubeconfig is found' },
+  {
+    key: 'shutdownDelaySeconds',
+    flag: 'shutdown-delay-seconds',
+    env: 'SHUTDOWN_DELAY_SECONDS',
+    kind: { type: 'integer', min: 0, max: 300 },
+    default: '5',
+    placeholder: 'N',
+    help: 'unready time after SIGTERM before the listener closes',
+  },
+  {
+    key: 'requestTimeoutMs',
+    flag: 'request-timeout-ms',
+    env: 'REQUEST_TIMEOUT_MS',
+    kind: { type: 'integer', min: 100, max: 30000 },
+    default: '2500',
+    placeholder: 'N',
+    help: "deny a review fail-closed when undecided this long after its headers (or sooner, by the apiserver's `?timeout=`)",
+  },
+  {
+    key: 'headersTimeoutMs',
+    flag: 'headers-timeout-ms',
+    env: 'HEADERS_TIMEOUT_MS',
+    kind: { type: 'integer', min: 100, max: 60000 },
+    default: '2000',
+    placeholder: 'N',
+    help: 'close a connection whose TLS handshake and request headers are not done this long after it opened',
+  },
+  {
+    key: 'readTimeoutMs',
+    flag: 'read-timeout-ms',
+    env: 'READ_TIMEOUT_MS',
+    kind: { type: 'integer', min: 100, max: 60000 },
+    default: '5000',
+    placeholder: 'N',
+    help: 'answer 408 and close a request whose headers and body are not all in this long after it began; at least --headers-timeout-ms',
+  },
+  {
+    key: 'maxConnections',
+    flag: 'max-connections',
+    env: 'MAX_CONNECTIONS',
+    kind: { type: 'integer', min: 1, max: 65535 },
+    default: '256',
+    placeholder: 'N',
+    help: 'open connections to the HTTPS port; past it a new one is closed at once (the apiserver applies failurePolicy)',
+  },
+  {
+    key: 'maxBufferedBodyMiB',
+    flag: 'max-buffered-body-mib',
+    env: 'MAX_BUFFERED_BODY_MIB',
+    kind: { type: 'integer', min: 20, max: 4096 },
+    default: '32',
+    placeholder: 'N',
+    help: "MiB of request bodies held at once beyond each one's first 64 KiB; a review past it is denied in-band as overloaded",
+  },
+  {
+    key: 'reloadIntervalMs',
+    flag: 'reload-interval-ms',
+    env: 'RELOAD_INTERVAL_MS',
+    kind: { type: 'integer', min: 100, max: 600000 },
+    default: '2000',
+    placeholder: 'N',
+    help: 'how often the policy and certificate files are polled (directory events also trigger a check)',
+  },
+];
 
 export type OptionsResult =
   | { ok: true; options: Options }
@@ -40,33 +168,65 @@ export function packageRoot(): string {
   return dir;
 }
 
-export const USAGE = `Usage: sandbox-webhook [options]
+function shownDefault(option: OptionDeclaration): string | undefined {
+  if (option.defaultText !== undefined) return option.defaultText;
+  if (option.kind.type === 'boolean') return option.default === 'true' ? 'on' : 'off';
+  return option.default;
+}
+
+function environmentText(option: OptionDeclaration): string {
+  return option.kind.type === 'boolean' ? `${option.env}=true` : option.env;
+}
+
+/** `--help`. */
+export function usage(): string {
+  const line = (left: string, help: string): string => `  ${left.padEnd(28)} ${help}`;
+  const lines = OPTIONS.map((option) => {
+    const shown = shownDefault(option);
+    return line(`--${option.flag}${option.placeholder ? ` ${option.placeholder}` : ''}`, `${option.help} (${environmentText(option)})${shown === undefined ? '' : ` [${shown}]`}`);
+  });
+  return `Usage: sandbox-webhook [options]
 
 Mutating admission webhook that runs untrusted pods in the gVisor sandbox.
 
-Options (environment variable in brackets):
-  --port N                HTTPS port (PORT) [8443]
-  --host ADDR             address to listen on (HOST) [0.0.0.0]
-  --policy FILE           SandboxPolicy YAML (POLICY_FILE) [policies/default.yaml]
-  --tls-cert FILE         serving certificate, PEM (TLS_CERT_FILE) [certs/tls.crt]
-  --tls-key FILE          serving key, PEM (TLS_KEY_FILE) [certs/tls.key]
-  --log-level LEVEL       ${LOG_LEVELS.join('|')} (LOG_LEVEL) [info]
-  --kubeconfig FILE       cluster access (KUBECONFIG); in a pod the in-cluster config is used
-  --offline               do not contact a cluster even if a kubeconfig is found (OFFLINE=true)
-  --shutdown-delay-seconds N  stay up unready this long after SIGTERM (SHUTDOWN_DELAY_SECONDS) [5]
-  --request-timeout-ms N  answer fail-closed after this long (REQUEST_TIMEOUT_MS) [2500]
-  --reload-interval-ms N  poll the policy and certificate files this often (RELOAD_INTERVAL_MS) [2000]
-  -h, --help              this text
-  --version               the version
+Options (environment variable in parentheses, default in brackets):
+${lines.join('\n')}
+${line('-h, --help', 'this text')}
+${line('--version', 'the version')}
 `;
+}
 
-function integer(name: string, raw: string, min: number, max: number, errors: string[]): number {
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || value < min || value > max) {
-    errors.push(`${name}: must be an integer from ${min} to ${max}, got "${raw}"`);
-    return min;
+/** The README's options table (Markdown), between its `<!-- options:start -->` and `<!-- options:end -->` markers. */
+export function optionsTable(): string {
+  const rows = OPTIONS.map((option) => {
+    const cell = (text: string): string => text.replaceAll('|', '\\|');
+    return `| \`--${option.flag}\` (${environmentText(option)}) | ${cell(shownDefault(option) ?? '')} | ${cell(option.help)} |`;
+  });
+  return ['| flag | default | meaning |', '| --- | --- | --- |', ...rows].join('\n') + '\n';
+}
+
+function convert(option: OptionDeclaration, raw: string, from: string, root: string, errors: string[]): unknown {
+  const kind = option.kind;
+  switch (kind.type) {
+    case 'integer': {
+      const value = Number(raw);
+      if (!/^\d+$/.test(raw.trim()) || value < kind.min || value > kind.max) {
+        errors.push(`${from}: must be an integer from ${kind.min} to ${kind.max}, got "${raw}"`);
+        return kind.min;
+      }
+      return value;
+    }
+    case 'enum':
+      if (!kind.values.includes(raw)) errors.push(`${from}: must be one of ${kind.values.join(', ')}, got "${raw}"`);
+      return raw;
+    case 'boolean':
+      if (raw !== 'true' && raw !== 'false') errors.push(`${from}: must be true or false, got "${raw}"`);
+      return raw === 'true';
+    case 'path':
+      return resolve(root, raw);
+    case 'string':
+      return raw;
   }
-  return value;
 }
 
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): OptionsResult {
@@ -77,17 +237,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
       strict: true,
       allowPositionals: false,
       options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        policy: { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'log-level': { type: 'string' },
-        kubeconfig: { type: 'string' },
-        offline: { type: 'boolean' },
-        'shutdown-delay-seconds': { type: 'string' },
-        'request-timeout-ms': { type: 'string' },
-        'reload-interval-ms': { type: 'string' },
+        ...Object.fromEntries(OPTIONS.map((option) => [option.flag, { type: option.kind.type === 'boolean' ? 'boolean' : 'string' } as const])),
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -98,30 +248,21 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   if (values.help) return { ok: 'help' };
   if (values.version) return { ok: 'version' };
 
-  const pick = (flag: string, variable: string): string | undefined => {
-    const fromFlag = values[flag];
-    if (typeof fromFlag === 'string') return fromFlag;
-    const fromEnv = env[variable];
-    return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
-  };
   const root = packageRoot();
   const errors: string[] = [];
-  const logLevel = pick('log-level', 'LOG_LEVEL') ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    errors.push(`--log-level: must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  const options: Record<string, unknown> = {};
+  for (const option of OPTIONS) {
+    const fromFlag = values[option.flag];
+    const fromEnv = env[option.env];
+    if (typeof fromFlag === 'boolean') options[option.key] = fromFlag;
+    else if (typeof fromFlag === 'string') options[option.key] = convert(option, fromFlag, `--${option.flag}`, process.cwd(), errors);
+    else if (fromEnv !== undefined && fromEnv !== '') options[option.key] = convert(option, fromEnv, option.env, process.cwd(), errors);
+    else if (option.default !== undefined) options[option.key] = convert(option, option.default, `--${option.flag}`, root, errors);
+    else options[option.key] = undefined;
   }
-  const options: Options = {
-    port: integer('--port', pick('port', 'PORT') ?? '8443', 1, 65535, errors),
-    host: pick('host', 'HOST') ?? '0.0.0.0',
-    policyFile: resolve(pick('policy', 'POLICY_FILE') ?? resolve(root, 'policies/default.yaml')),
-    tlsCertFile: resolve(pick('tls-cert', 'TLS_CERT_FILE') ?? resolve(root, 'certs/tls.crt')),
-    tlsKeyFile: resolve(pick('tls-key', 'TLS_KEY_FILE') ?? resolve(root, 'certs/tls.key')),
-    logLevel: logLevel as LogLevel,
-    kubeconfig: pick('kubeconfig', 'KUBECONFIG'),
-    offline: values.offline === true || env.OFFLINE === 'true',
-    shutdownDelayMs: 1000 * integer('--shutdown-delay-seconds', pick('shutdown-delay-seconds', 'SHUTDOWN_DELAY_SECONDS') ?? '5', 0, 300, errors),
-    requestTimeoutMs: integer('--request-timeout-ms', pick('request-timeout-ms', 'REQUEST_TIMEOUT_MS') ?? '2500', 100, 30000, errors),
-    reloadIntervalMs: integer('--reload-interval-ms', pick('reload-interval-ms', 'RELOAD_INTERVAL_MS') ?? '2000', 100, 600000, errors),
-  };
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, options: Object.freeze(options) };
+  const parsed = options as unknown as Options;
+  if (parsed.readTimeoutMs < parsed.headersTimeoutMs) {
+    errors.push(`--read-timeout-ms: must be at least --headers-timeout-ms (${parsed.headersTimeoutMs}), got ${parsed.readTimeoutMs}`);
+  }
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, options: Object.freeze(parsed) };
 }

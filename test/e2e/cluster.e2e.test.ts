@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { InformerFacts } from '../../src/cluster/cluster-facts.js';
 import { DEFAULT_LOOKUP_TIMEOUT_MS } from '../../src/cluster/index.js';
 import { HttpKubeApi } from '../../src/cluster/kube-api.js';
-import { Metrics } from '../../src/server/metrics.js';
+import { Metrics } from '../../src/telemetry/metrics.js';
 import {
   createGvisorRuntimeClass,
   createNamespace,
@@ -125,7 +125,7 @@ describe('cluster awareness against a real apiserver', () => {
   let kubeconfigPath: string;
 
   async function metrics(): Promise<string> {
-    const { status, body } = await getUrl(`${webhook.url}/metrics`, { ca: Buffer.from(webhook.caPem) }, 2_000);
+    const { status, body } = await getUrl(webhook.metricsUrl, {}, 2_000);
     if (status !== 200) throw new Error(`GET /metrics: ${status}`);
     return body;
   }

@@ -5,6 +5,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -78,6 +79,12 @@ export interface LogLine {
 
 export interface WebhookProcess {
   readonly port: number;
+  /** the plain-HTTP port of GET /metrics */
+  readonly metricsPort: number;
+  /** GET /metrics: the Prometheus text */
+  scrape(): Promise<string>;
+  /** resident set size of the process in bytes, from /proc (Linux); undefined elsewhere */
+  rssBytes(): number | undefined;
   readonly child: ChildProcess;
   /** stdout, parsed line by line (pino JSON) */
   readonly logs: LogLine[];
@@ -107,12 +114,14 @@ export async function startWebhook(args: {
 }): Promise<WebhookProcess> {
   if (!existsSync(WEBHOOK_MAIN)) throw new Error(`${WEBHOOK_MAIN} is missing: run npm run build first`);
   const port = await freePort();
+  const metricsPort = await freePort();
   const child = spawn(
     process.execPath,
     [
       ...(process.env.OPS_NODE_ARGS ? process.env.OPS_NODE_ARGS.split(' ') : []),
       WEBHOOK_MAIN,
       '--port', String(port),
+      '--metrics-port', String(metricsPort),
       '--host', '127.0.0.1',
       '--offline',
       '--policy', args.policyFile,
@@ -177,6 +186,20 @@ export async function startWebhook(args: {
 
   const webhook: WebhookProcess = {
     port,
+    metricsPort,
+    scrape: async () => {
+      const { status, text } = await getPlain(metricsPort, '/metrics');
+      if (status !== 200) throw new Error(`GET /metrics on port ${metricsPort}: ${status} ${text.slice(0, 200)}`);
+      return text;
+    },
+    rssBytes: () => {
+      try {
+        const pages = Number(readFileSync(`/proc/${child.pid}/statm`, 'utf8').split(' ')[1]);
+        return pages * 4096;
+      } catch {
+        return undefined;
+      }
+    },
     child,
     logs,
     output: () => raw,
@@ -441,6 +464,20 @@ export function get(port: number, ca: readonly string[], path: string): Promise<
         response.on('error', (error) => done({ status: 0, text: error.message }));
       },
     );
+    request.on('timeout', () => request.destroy(new Error('timeout')));
+    request.on('error', (error) => done({ status: 0, text: error.message }));
+  });
+}
+
+/** GETs a path over plain HTTP; resolves with status and body text (status 0 on transport failure). */
+export function getPlain(port: number, path: string): Promise<{ status: number; text: string }> {
+  return new Promise((done) => {
+    const request = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => done({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      response.on('error', (error) => done({ status: 0, text: error.message }));
+    });
     request.on('timeout', () => request.destroy(new Error('timeout')));
     request.on('error', (error) => done({ status: 0, text: error.message }));
   });

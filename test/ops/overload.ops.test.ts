@@ -10,7 +10,6 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   clientAgent,
-  get,
   percentile,
   podReview,
   report,
@@ -105,7 +104,7 @@ describe('overload (node dist/main.js, real TLS sockets)', () => {
     for (const exchange of exchanges) kinds[classify(exchange)] += 1;
     const late = exchanges.filter((x) => x.receivedAt - x.sentAt >= ANSWER_WITHIN_MS);
     const serverMs = webhook.logs.filter((line) => line.msg === 'admission').map((line) => line.durationMs as number);
-    const metrics = (await get(webhook.port, [certs.caPem], '/metrics')).text;
+    const metrics = await webhook.scrape();
     const counted = [...metrics.matchAll(/^sandbox_webhook_admission_requests_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
     report('overload', {
       keepAliveClients: KEEP_ALIVE_CLIENTS,
@@ -162,7 +161,7 @@ describe('overload (node dist/main.js, real TLS sockets)', () => {
     expect(review.response.allowed).toBe(false);
     expect(review.response.status?.code).toBe(503);
     expect(review.response.status?.message).toMatch(/^sandbox-webhook: the webhook is overloaded; denied fail-closed/);
-    const metrics = (await get(webhook.port, [certs.caPem], '/metrics')).text;
+    const metrics = await webhook.scrape();
     expect(metrics).toMatch(/^sandbox_webhook_admission_fail_closed_total\{reason="overloaded"\} [1-9]\d*$/m);
     report('late-review-shed', { bodyCompletedAfterHeadersMs: 800, answeredAfterBodyMs: round(answeredMs) });
   });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { connectCluster, loadKubeConfig } from '../../src/cluster/index.js';
-import { Metrics } from '../../src/server/metrics.js';
+import { Metrics } from '../../src/telemetry/metrics.js';
 import { capturingLogger } from './cluster-fakes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cluster-config-'));

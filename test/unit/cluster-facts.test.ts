@@ -9,7 +9,7 @@ import { startCluster, type ClusterConnection } from '../../src/cluster/index.js
 import type { InformerStatus } from '../../src/cluster/informer.js';
 import { DeadlineError } from '../../src/cluster/kube-api.js';
 import type { NamespaceFacts } from '../../src/policy/evaluate.js';
-import { Metrics } from '../../src/server/metrics.js';
+import { Metrics } from '../../src/telemetry/metrics.js';
 import { policyFromSpec } from '../support/policy.js';
 import { podReview } from '../support/review.js';
 import { capturingLogger, FakeApi, namespace, runtimeClass, until, type GetAnswer } from './cluster-fakes.js';

@@ -5,7 +5,7 @@ import { namespaceFacts } from '../../src/cluster/cluster-facts.js';
 import { backoffDelayMs, Informer, type InformerTiming } from '../../src/cluster/informer.js';
 import { ApiError } from '../../src/cluster/kube-api.js';
 import type { NamespaceFacts } from '../../src/policy/evaluate.js';
-import { Metrics } from '../../src/server/metrics.js';
+import { Metrics } from '../../src/telemetry/metrics.js';
 import { capturingLogger, FakeApi, namespace, until, type CapturedLog } from './cluster-fakes.js';
 
 const PATH = '/api/v1/namespaces';

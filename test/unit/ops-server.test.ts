@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ClusterFacts } from '../../src/admission/facts.js';
 import type { NamespaceFacts } from '../../src/policy/evaluate.js';
 import { apiserverTimeoutMs, buildApp, reviewBudgetMs, type AppOptions } from '../../src/server/app.js';
-import { ADMISSION_BUCKETS_SECONDS, Metrics } from '../../src/server/metrics.js';
+import { ADMISSION_BUCKETS_SECONDS, Metrics } from '../../src/telemetry/metrics.js';
 import { policyFromSpec } from '../support/policy.js';
 import { pod, podReview, type Json } from '../support/review.js';
 
@@ -20,6 +20,9 @@ const policy = policyFromSpec(`
     - name: tenants
       match: { namespaceSelector: { matchLabels: { tenant: "true" } } }
       action: sandbox
+    - name: blocked
+      match: { anyImage: ["evil.example.com/**"] }
+      action: deny
 `);
 
 interface LogLine {
@@ -71,11 +74,12 @@ const post = (server: FastifyInstance, body: Json, query = '?timeout=10s') =>
 
 describe('metrics', () => {
   it('exposes every series the issue asks for after some traffic', async () => {
-    const { app: server } = await start();
+    const { app: server, metrics } = await start();
     await post(server, review('a', 'team-a'));
     await post(server, review('b', 'kube-system'));
     await post(server, podReview({ uid: 'c', namespace: 'team-a', operation: 'DELETE' }));
-    const text = (await server.inject({ method: 'GET', url: '/metrics' })).body;
+    await post(server, review('d', 'team-a', pod({ containers: [{ name: 'miner', image: 'evil.example.com/miner:1' }] })));
+    const text = await metrics.registry.metrics();
     for (const series of [
       /^sandbox_webhook_admission_requests_total\{operation="CREATE",decision="sandbox",rule="default",mode="enforce",outcome="patched"\} 1$/m,
       /^sandbox_webhook_admission_requests_total\{operation="CREATE",decision="allow",rule="system",mode="enforce",outcome="unchanged"\} 1$/m,
@@ -90,19 +94,26 @@ describe('metrics', () => {
       /^sandbox_webhook_tls_certificate_reloads_total\{result="failure"\} 0$/m,
       /^sandbox_webhook_admission_fail_closed_total\{reason="overloaded"\} 0$/m,
       /^sandbox_webhook_admission_fail_closed_total\{reason="deadline"\} 0$/m,
+      /^sandbox_webhook_admission_fail_closed_total\{reason="body_too_large"\} 0$/m,
+      /^sandbox_webhook_admission_requests_total\{operation="CREATE",decision="deny",rule="blocked",mode="enforce",outcome="denied"\} 1$/m,
+      /^sandbox_webhook_admission_denials_total\{reason="deny_rule"\} 1$/m,
+      /^sandbox_webhook_admission_denials_total\{reason="incompatible"\} 0$/m,
+      /^sandbox_webhook_connections_dropped_total 0$/m,
+      /^sandbox_webhook_build_info\{version="unknown",node_version="v\d+\.\d+\.\d+"\} 1$/m,
       /^# TYPE sandbox_webhook_tls_certificate_expiry_timestamp_seconds gauge$/m,
     ]) {
       expect(text).toMatch(series);
     }
   });
 
-  it("uses the apiserver's own webhook latency buckets: 5ms, 25ms, 100ms, 500ms, 1s, 2.5s, 10s", async () => {
-    expect(ADMISSION_BUCKETS_SECONDS).toEqual([0.005, 0.025, 0.1, 0.5, 1, 2.5, 10]);
-    const { app: server } = await start();
+  it("resolves a sub-millisecond webhook: buckets from 0.5 ms up to 30 s, the apiserver's longest webhook timeout", async () => {
+    expect(ADMISSION_BUCKETS_SECONDS[0]).toBe(0.0005);
+    expect(ADMISSION_BUCKETS_SECONDS.at(-1)).toBe(30);
+    const { app: server, metrics } = await start();
     await post(server, review('a', 'team-a'));
-    const text = (await server.inject({ method: 'GET', url: '/metrics' })).body;
+    const text = await metrics.registry.metrics();
     const buckets = [...text.matchAll(/^sandbox_webhook_admission_duration_seconds_bucket\{le="([^"]+)",outcome="patched"\} \d+$/gm)].map((m) => m[1]);
-    expect(buckets).toEqual(['0.005', '0.025', '0.1', '0.5', '1', '2.5', '10', '+Inf']);
+    expect(buckets).toEqual(['0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '+Inf']);
   });
 });
 
@@ -164,7 +175,7 @@ describe('load shedding and deadlines fail closed, in-band', () => {
     const { app: server, metrics } = await start({ cluster: gate.cluster, maxInFlight: 2 });
     const first = [post(server, review('1', 'team-a')), post(server, review('2', 'team-a'))];
     while (gate.waiting() < 2) await new Promise((done) => setTimeout(done, 1));
-    const scrape = async (): Promise<string> => (await server.inject({ method: 'GET', url: '/metrics' })).body;
+    const scrape = (): Promise<string> => metrics.registry.metrics();
     expect(await scrape()).toMatch(/^sandbox_webhook_admission_in_flight 2$/m);
     const shed = await Promise.all([post(server, review('3', 'team-a')), post(server, review('4', 'team-a'))]);
     for (const response of shed) {

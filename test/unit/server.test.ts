@@ -12,8 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admit } from '../../src/admission/admit.js';
 import { offlineFacts } from '../../src/admission/facts.js';
 import { decodeReview, reviewReply } from '../../src/admission/review.js';
-import { buildApp } from '../../src/server/app.js';
-import { Metrics } from '../../src/server/metrics.js';
+import { BODY_LIMIT_BYTES, buildApp, KEEP_ALIVE_TIMEOUT_MS } from '../../src/server/app.js';
+import { readEnvelopeHead } from '../../src/server/body.js';
+import { Metrics } from '../../src/telemetry/metrics.js';
 import { policyFromSpec } from '../support/policy.js';
 import { decodePatch, fixture, FIXTURES, HAVE_SHARED_FIXTURES, pod, podReview, SHARED_FIXTURES, type Json } from '../support/review.js';
 
@@ -54,12 +55,6 @@ describe('POST /mutate envelope', () => {
     expect(response.json().message).toContain(message);
   });
 
-  it('a body over 3 MiB gets 413', async () => {
-    const response = await post(Buffer.alloc(3 * 1024 * 1024 + 1, 32));
-    expect(response.statusCode).toBe(413);
-    expect(response.json().message).toContain('larger than 3145728 bytes');
-  });
-
   it('a wrong content type gets 415', async () => {
     const response = await post(JSON.stringify(podReview()), 'text/plain');
     expect(response.statusCode).toBe(415);
@@ -75,6 +70,7 @@ describe('POST /mutate envelope', () => {
     ['GET', '/mutate', 405],
     ['POST', '/healthz', 405],
     ['GET', '/nope', 404],
+    ['GET', '/metrics', 404],
     ['POST', '/validate', 404],
   ] as const)('%s %s gets %i', async (method, url, status) => {
     const response = await server.inject({ method, url });
@@ -84,7 +80,7 @@ describe('POST /mutate envelope', () => {
 
   it('keeps serving after bad input', async () => {
     await post('{');
-    await post(Buffer.alloc(4 * 1024 * 1024, 32));
+    await post(Buffer.alloc(BODY_LIMIT_BYTES + 1, 32));
     const response = await post(JSON.stringify(podReview()));
     expect(response.statusCode).toBe(200);
     expect(response.json().response.allowed).toBe(true);
@@ -105,6 +101,130 @@ describe('POST /mutate envelope', () => {
       { op: 'add', path: '/spec/runtimeClassName', value: 'gvisor' },
       { op: 'add', path: '/metadata/annotations', value: { 'sandbox-webhook.io/rule': 'default' } },
     ]);
+  });
+});
+
+const MIB = 1024 * 1024;
+
+/**
+ * An UPDATE review whose object and oldObject each carry `bytes` of `<` in an annotation, written
+ * the way the apiserver's Go encoding/json writes it: every `<` as the six bytes `\u003c`.
+ */
+function escapedUpdateReview(uid: string, bytes: number): string {
+  const annotated = pod({}, { annotations: { note: '<'.repeat(bytes) } });
+  const review = podReview({ uid, operation: 'UPDATE', pod: annotated });
+  (review.request as Json).oldObject = annotated;
+  return JSON.stringify(review).replaceAll('<', '\\u003c');
+}
+
+describe('request bodies up to the largest review an apiserver sends are answered in-band', () => {
+  let server: FastifyInstance;
+  const metrics = new Metrics();
+  afterAll(() => server?.close());
+
+  const post = (payload: string | Buffer) =>
+    server.inject({ method: 'POST', url: '/mutate?timeout=10s', headers: { 'content-type': 'application/json' }, payload });
+
+  it('the limit is two 1.5 MiB objects written six times larger, plus 1 MiB of envelope', () => {
+    expect(BODY_LIMIT_BYTES).toBe(2 * 6 * 1.5 * MIB + MIB);
+  });
+
+  it("an UPDATE of two 1.5 MiB objects full of '<', escaped by Go (about 18 MiB), is read, decided and answered with its uid", async () => {
+    server = await buildApp({ policy: () => policy, cluster: offlineFacts, metrics });
+    const body = escapedUpdateReview('worst-case', 1.5 * MIB - 4096);
+    expect(body.length).toBeGreaterThan(17.9 * MIB);
+    expect(body.length).toBeLessThanOrEqual(BODY_LIMIT_BYTES);
+    const response = await post(body);
+    expect(response.statusCode).toBe(200);
+    expect(response.json().response.uid).toBe('worst-case');
+    expect(response.json().response.status?.code).not.toBe(413);
+  });
+
+  it('a review beyond the limit that begins like one is denied in-band with its uid, code 413', async () => {
+    const body = escapedUpdateReview('too-large', 1.7 * MIB);
+    expect(body.length).toBeGreaterThan(BODY_LIMIT_BYTES);
+    const response = await post(body);
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toMatchObject({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      response: { uid: 'too-large', allowed: false, status: { code: 413, message: expect.stringMatching(/^sandbox-webhook: the review is \d+ bytes, more than the 19922944 bytes/) } },
+    });
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^sandbox_webhook_admission_denials_total\{reason="body_too_large"\} 1$/m);
+    expect(text).toMatch(/^sandbox_webhook_admission_requests_total\{operation="other",decision="none",rule="",mode="enforce",outcome="error"\} 1$/m);
+  });
+
+  it('a body beyond the limit that does not begin like a review gets HTTP 413', async () => {
+    const response = await post(Buffer.alloc(BODY_LIMIT_BYTES + 1, 32));
+    expect(response.statusCode).toBe(413);
+    expect(response.json().message).toContain(`larger than ${BODY_LIMIT_BYTES} bytes`);
+  });
+
+  it('a large review past the shared buffer budget is denied in-band as overloaded, and the budget is given back', async () => {
+    const small = await buildApp({ policy: () => policy, cluster: offlineFacts, metrics: new Metrics(), maxBufferedBodyBytes: 1 * MIB });
+    try {
+      const large = JSON.stringify(podReview({ uid: 'large', pod: pod({}, { annotations: { note: 'x'.repeat(2 * MIB) } }) }));
+      const shed = await small.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: large });
+      expect(shed.json().response).toMatchObject({ uid: 'large', allowed: false, status: { code: 503, message: expect.stringContaining('overloaded') } });
+      // A review that fits the budget once the large one gave it back is decided.
+      const fits = JSON.stringify(podReview({ uid: 'fits', pod: pod({}, { annotations: { note: 'x'.repeat(0.9 * MIB) } }) }));
+      const decided = await small.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: fits });
+      expect(decided.json().response).toMatchObject({ uid: 'fits', allowed: true, patchType: 'JSONPatch' });
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('the limits of every connection', () => {
+  it('the server carries the headers, read, keep-alive and connection limits it was given', async () => {
+    const server = await buildApp({
+      policy: () => policy,
+      cluster: offlineFacts,
+      metrics: new Metrics(),
+      headersTimeoutMs: 1500,
+      readTimeoutMs: 4000,
+      requestTimeoutMs: 2000,
+      maxConnections: 77,
+    });
+    try {
+      expect(server.server).toMatchObject({
+        headersTimeout: 1500,
+        requestTimeout: 4000,
+        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+        // A request may be silent while its body is read and then while it is decided.
+        timeout: 6000,
+        maxConnections: 77,
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a read timeout shorter than the headers timeout is raised to it (Node requires it)', async () => {
+    const server = await buildApp({ policy: () => policy, cluster: offlineFacts, metrics: new Metrics(), headersTimeoutMs: 3000, readTimeoutMs: 1000 });
+    try {
+      expect(server.server.requestTimeout).toBe(3000);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('the first bytes of a review that is not kept', () => {
+  const head = (review: Json): string => JSON.stringify(review).slice(0, 4096);
+  it.each([
+    ['a v1 review as the apiserver writes it', head(podReview({ uid: 'u-1' })), { apiVersion: 'admission.k8s.io/v1', uid: 'u-1' }],
+    ['a v1beta1 review', head(podReview({ uid: 'u-2', apiVersion: 'admission.k8s.io/v1beta1' })), { apiVersion: 'admission.k8s.io/v1beta1', uid: 'u-2' }],
+    ['a review with spaces between tokens', '{ "kind" : "AdmissionReview", "apiVersion" : "admission.k8s.io/v1", "request" : { "uid" : "u-3" ', { apiVersion: 'admission.k8s.io/v1', uid: 'u-3' }],
+    ['another kind', '{"kind":"Pod","apiVersion":"admission.k8s.io/v1","request":{"uid":"u-4"', undefined],
+    ['an unknown review version', '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v2","request":{"uid":"u-5"', undefined],
+    ['a request whose first field is not uid', '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"kind":{},"uid":"u-6"', undefined],
+    ['a uid longer than 256 characters', `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"${'u'.repeat(257)}"`, undefined],
+    ['spaces only', ' '.repeat(4096), undefined],
+  ])('%s', (_name, text, expected) => {
+    expect(readEnvelopeHead(text)).toEqual(expected);
   });
 });
 
@@ -295,6 +415,46 @@ describe('a real TLS socket', () => {
   it('speaks TLS 1.2 (the apiserver minimum)', async () => {
     const response = await send(JSON.stringify(podReview()), { maxVersion: 'TLSv1.2' });
     expect(response.protocol).toBe('TLSv1.2');
+  });
+
+  it('a review decided after longer than the headers deadline is still answered on its connection', async () => {
+    const labelled = policyFromSpec(`
+  rules:
+    - name: tenants
+      match: { namespaceSelector: { matchLabels: { tenant: "true" } } }
+      action: sandbox
+`);
+    const slow = await buildApp({
+      policy: () => labelled,
+      cluster: {
+        namespace: (name) => new Promise((resolve) => setTimeout(() => resolve({ name, labels: { tenant: 'true' } }), 800)),
+        runtimeClass: () => ({ state: 'present', handler: 'runsc', nodeSelector: undefined }),
+      },
+      metrics: new Metrics(),
+      tls: { key: readFileSync(join(dir, 'tls.key')), cert: readFileSync(join(dir, 'tls.crt')) },
+      headersTimeoutMs: 300,
+      readTimeoutMs: 300,
+    });
+    await slow.listen({ port: 0, host: '127.0.0.1' });
+    const slowPort = (slow.server.address() as { port: number }).port;
+    try {
+      const response = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: slowPort, path: '/mutate?timeout=10s', method: 'POST', ca, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+          (res) => {
+            let text = '';
+            res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(podReview({ uid: 'slow-decision' })));
+      });
+      expect(response.status).toBe(200);
+      expect(JSON.parse(response.body).response).toMatchObject({ uid: 'slow-decision', allowed: true, patchType: 'JSONPatch' });
+    } finally {
+      await slow.close();
+    }
   });
 
   it('refuses TLS 1.1', async () => {

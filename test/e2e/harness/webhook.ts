@@ -40,6 +40,8 @@ export interface RunningWebhook {
   /** https://127.0.0.1:<port> (append /mutate for the MutatingWebhookConfiguration). */
   url: string;
   port: number;
+  /** http://127.0.0.1:<metrics port>/metrics */
+  metricsUrl: string;
   pid: number;
   /** Base64 of ca.crt: the caBundle for the MutatingWebhookConfiguration. */
   caBundle: string;
@@ -76,6 +78,7 @@ export async function startWebhook(options: StartWebhookOptions): Promise<Runnin
     const policyFile = options.policyFile ?? join(dir, 'policy.yaml');
     if (options.policyYaml !== undefined) writeFileSync(policyFile, options.policyYaml);
     const port = options.port ?? (await freePort());
+    const metricsPort = await freePort();
     const logFile = join(dir, 'webhook.log');
     const kubeconfig = options.kubeconfig === undefined ? process.env.KUBECONFIG : options.kubeconfig;
     const env: NodeJS.ProcessEnv = { ...process.env };
@@ -90,6 +93,7 @@ export async function startWebhook(options: StartWebhookOptions): Promise<Runnin
       args: [
         WEBHOOK_MAIN,
         '--port', String(port),
+        '--metrics-port', String(metricsPort),
         '--policy', policyFile,
         '--tls-cert', join(certDir, 'tls.crt'),
         '--tls-key', join(certDir, 'tls.key'),
@@ -141,6 +145,7 @@ export async function startWebhook(options: StartWebhookOptions): Promise<Runnin
     return {
       url,
       port,
+      metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
       pid: child.pid,
       caBundle: Buffer.from(caPem).toString('base64'),
       caPem,
