@@ -19,6 +19,9 @@ export { DENIAL_REASONS, type DenialReason } from '../policy/evaluate.js';
 
 export const RULE_ANNOTATION = 'sandbox-webhook.io/rule';
 
+// A DNS-1123 label: what the apiserver accepts as a namespace name.
+const NAMESPACE_NAME = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
 /** The `rule` a kubelet's mirror pod is reported under (a reserved rule name, policy/policy.ts). */
 const MIRROR_POD = 'mirror-pod';
 
@@ -145,7 +148,11 @@ export async function admit(request: AdmissionRequest, policy: Policy, cluster: 
   const pod = parsed.pod;
   const namespaceName = request.namespace || (((request.object as Json).metadata as Json | undefined)?.namespace as string | undefined);
   if (!namespaceName) return rejected(request, 400, 'the pod has no namespace (request.namespace is empty)');
-  if (namespaceName.length > 253) return rejected(request, 400, 'metadata.namespace is longer than 253 characters');
+  // A namespace name is a DNS label (at most 63 characters): anything else is not from an apiserver,
+  // and must not reach a cluster lookup, a log line or a metric.
+  if (typeof namespaceName !== 'string' || !NAMESPACE_NAME.test(namespaceName)) {
+    return rejected(request, 400, 'metadata.namespace: not a valid namespace name (a DNS label of at most 63 characters)');
+  }
 
   if (pod.isMirror && isKubelet(request)) {
     // Mirror pods are the apiserver's copies of a kubelet's static pods: never mutate them (docs/kubernetes.md §3).

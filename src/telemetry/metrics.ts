@@ -14,6 +14,7 @@
 
 import { createHash } from 'node:crypto';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { DENIAL_REASONS } from '../policy/evaluate.js';
 
 /**
  * Admission latency buckets, in seconds: from 0.5 ms, to resolve a webhook that decides in well
@@ -36,20 +37,8 @@ export const MODES = ['enforce', 'audit'] as const;
 /** Rule label values that are not names of the policy's rules: `default` (spec.defaultAction), none (''), a kubelet's mirror pod. */
 export const RULE_SOURCES = ['default', '', 'mirror-pod'] as const;
 
-/**
- * Why the policy denied a review. Must equal DENIAL_REASONS of src/admission/admit.ts, the set the
- * decision's `denialReason` is taken from.
- */
-export const DECISION_DENIAL_REASONS = [
-  'deny_rule',
-  'incompatible',
-  'runtime_class_conflict',
-  'runtime_class_missing',
-  'node_selector_conflict',
-  'image_update',
-  'ephemeral_container',
-  'invalid_request',
-] as const;
+/** Why the policy denied a review: the set the decision's `denialReason` is taken from. */
+export const DECISION_DENIAL_REASONS = DENIAL_REASONS;
 
 /** Why a review was denied in-band without a decision (fail-closed). */
 export const FAIL_CLOSED_REASONS = ['overloaded', 'deadline', 'internal_error', 'body_too_large'] as const;

@@ -214,6 +214,22 @@ describe('names over the apiserver limits', () => {
   });
 });
 
+describe('namespace names', () => {
+  it.each([
+    ['64 characters', 'n'.repeat(64)],
+    ['upper case', 'Team-A'],
+    ['a slash', 'team-a/../kube-system'],
+  ])('a pod in a namespace named with %s is denied with 400, the name never quoted', async (_case, namespace) => {
+    const review = podReview({ pod: pod({}, { namespace }) });
+    (review.request as Json).namespace = namespace;
+    const { response } = await answer(review);
+    expect(response.allowed).toBe(false);
+    expect(response.status?.code).toBe(400);
+    expect(response.status?.message).toContain('metadata.namespace: not a valid namespace name');
+    expect(response.status?.message).not.toContain(namespace);
+  });
+});
+
 describe('audit mode logs what enforcement would deny with', () => {
   it('the summary reason of an audited denial is the denial text', async () => {
     const { response, summary } = await answer(update({ old: unsandboxed(TRUSTED), now: unsandboxed(UNTRUSTED) }), AUDIT);
