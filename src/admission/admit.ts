@@ -14,6 +14,7 @@ import { readPod, type PodImage, type PodView } from '../policy/pod.js';
 import type { Policy } from '../policy/policy.js';
 import type { ClusterFacts } from './facts.js';
 import { capMessage, sanitizeWarnings, type AdmissionRequest, type AdmissionResponse } from './review.js';
+import { isRecord, type Json } from '../json.js';
 
 export { DENIAL_REASONS, type DenialReason } from '../policy/evaluate.js';
 
@@ -44,11 +45,6 @@ export interface AdmissionResult {
   readonly summary: AdmissionSummary;
 }
 
-type Json = Record<string, unknown>;
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 const has = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
 
@@ -101,15 +97,15 @@ function pointerKey(key: string): string {
  */
 export function sandboxPatch(pod: Json, runtimeClassName: string, rule: string): Operation[] {
   const patch: Operation[] = [];
-  const spec = isObject(pod.spec) ? pod.spec : {};
+  const spec = isRecord(pod.spec) ? pod.spec : {};
   if (spec.runtimeClassName !== runtimeClassName) {
     patch.push({ op: has(spec, 'runtimeClassName') ? 'replace' : 'add', path: '/spec/runtimeClassName', value: runtimeClassName });
   }
   const metadata = pod.metadata;
-  const annotations = isObject(metadata) ? metadata.annotations : undefined;
-  if (!isObject(metadata)) {
+  const annotations = isRecord(metadata) ? metadata.annotations : undefined;
+  if (!isRecord(metadata)) {
     patch.push({ op: has(pod, 'metadata') ? 'replace' : 'add', path: '/metadata', value: { annotations: { [RULE_ANNOTATION]: rule } } });
-  } else if (!isObject(annotations)) {
+  } else if (!isRecord(annotations)) {
     patch.push({ op: has(metadata, 'annotations') ? 'replace' : 'add', path: '/metadata/annotations', value: { [RULE_ANNOTATION]: rule } });
   } else if (annotations[RULE_ANNOTATION] !== rule) {
     const op = has(annotations, RULE_ANNOTATION) ? 'replace' : 'add';

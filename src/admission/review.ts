@@ -2,6 +2,8 @@
 // domain code runs, and encode answers in the version the apiserver sent (KUBERNETES.md §1).
 // Knows nothing about HTTP.
 
+import { isRecord } from '../json.js';
+
 export const REVIEW_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
 export type ReviewVersion = (typeof REVIEW_VERSIONS)[number];
 
@@ -73,11 +75,6 @@ export type DecodedReview =
   | { ok: true; apiVersion: ReviewVersion; request: AdmissionRequest }
   | { ok: false; message: string };
 
-type Json = Record<string, unknown>;
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function fail(message: string): DecodedReview {
   return { ok: false, message };
@@ -106,7 +103,7 @@ function isString(value: unknown): value is string {
 }
 
 function userInfo(value: unknown): AdmissionRequest['userInfo'] {
-  if (!isObject(value)) return { username: '', groups: [] };
+  if (!isRecord(value)) return { username: '', groups: [] };
   const raw = value.groups;
   // The apiserver sends a list of strings: it is used as it is, and copied only when it is not.
   const groups = Array.isArray(raw) ? (raw.every(isString) ? (raw as string[]) : raw.filter(isString)) : [];
@@ -118,7 +115,7 @@ function userInfo(value: unknown): AdmissionRequest['userInfo'] {
  * operation) must be there; a review that lacks it is not from an apiserver and gets a 400.
  */
 export function decodeReview(body: unknown): DecodedReview {
-  if (!isObject(body)) return fail('body must be a JSON object (an AdmissionReview)');
+  if (!isRecord(body)) return fail('body must be a JSON object (an AdmissionReview)');
   if (body.kind !== 'AdmissionReview') {
     return fail(`kind must be "AdmissionReview", got ${quote(body.kind)}`);
   }
@@ -127,12 +124,12 @@ export function decodeReview(body: unknown): DecodedReview {
     return fail(`apiVersion must be one of ${REVIEW_VERSIONS.join(', ')}, got ${quote(apiVersion)}`);
   }
   const request = body.request;
-  if (!isObject(request)) return fail('request is missing: an AdmissionReview sent for admission carries a request');
+  if (!isRecord(request)) return fail('request is missing: an AdmissionReview sent for admission carries a request');
   if (typeof request.uid !== 'string' || request.uid === '') return fail('request.uid is missing or empty');
   const kind = request.kind;
-  if (!isObject(kind) || typeof kind.kind !== 'string') return fail('request.kind is missing or has no kind');
+  if (!isRecord(kind) || typeof kind.kind !== 'string') return fail('request.kind is missing or has no kind');
   const resource = request.resource;
-  if (!isObject(resource) || typeof resource.resource !== 'string') {
+  if (!isRecord(resource) || typeof resource.resource !== 'string') {
     return fail('request.resource is missing or has no resource');
   }
   if (typeof request.operation !== 'string' || request.operation === '') return fail('request.operation is missing');
@@ -150,7 +147,7 @@ export function decodeReview(body: unknown): DecodedReview {
     ['request.resource.version', resource.version, RESOURCE_MAX_CHARS],
     ['request.resource.resource', resource.resource, RESOURCE_MAX_CHARS],
     ['request.subResource', request.subResource, RESOURCE_MAX_CHARS],
-    ['request.userInfo.username', isObject(request.userInfo) ? request.userInfo.username : undefined, USERNAME_MAX_CHARS],
+    ['request.userInfo.username', isRecord(request.userInfo) ? request.userInfo.username : undefined, USERNAME_MAX_CHARS],
   ]);
   if (tooLong !== undefined) return fail(tooLong);
   return {

@@ -4,6 +4,7 @@
 
 import { parseImage, type ParsedImage } from './image.js';
 import type { Labels } from './selector.js';
+import { isRecord, type Json } from '../json.js';
 
 export const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
 
@@ -31,13 +32,9 @@ export interface PodView {
 
 export type ReadPodResult = { ok: true; pod: PodView } | { ok: false; error: string };
 
-type Json = Record<string, unknown>;
 
 class ShapeError extends Error {}
 
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 // Each check takes its field's path in two parts, a path and a field name or list index, joined
 // only for an error message: a review whose pod is well formed builds no path strings.
@@ -49,7 +46,7 @@ function shapeError(path: string, field: Field, expected: string): ShapeError {
 
 function optionalObject(value: unknown, path: string, field: Field = ''): Json | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw shapeError(path, field, 'an object');
+  if (!isRecord(value)) throw shapeError(path, field, 'an object');
   return value;
 }
 
@@ -87,7 +84,7 @@ const HOST_NAMESPACE_FIELDS = ['hostNetwork', 'hostPID', 'hostIPC'] as const;
 
 export function readPod(object: unknown): ReadPodResult {
   try {
-    if (!isObject(object)) throw new ShapeError('object: expected a Pod object');
+    if (!isRecord(object)) throw new ShapeError('object: expected a Pod object');
     const metadata = optionalObject(object.metadata, 'metadata') ?? {};
     const spec = optionalObject(object.spec, 'spec');
     if (!spec) throw new ShapeError('spec: required');

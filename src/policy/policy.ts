@@ -12,6 +12,7 @@ import {
   type SelectorOperator,
 } from './selector.js';
 import { buildRuleIndex, type RuleIndex } from './rule-index.js';
+import type { Json } from '../json.js';
 
 export const POLICY_API_VERSION = 'sandbox-webhook.io/v1alpha1';
 export const POLICY_KIND = 'SandboxPolicy';
@@ -90,7 +91,6 @@ class Problems {
   }
 }
 
-type Json = Record<string, unknown>;
 
 function typeName(value: unknown): string {
   if (value === null) return 'null';
