@@ -8,6 +8,7 @@ import { readPod, type PodView } from '../policy/pod.js';
 import type { Policy } from '../policy/policy.js';
 import type { ClusterFacts } from './facts.js';
 import { sanitizeWarnings, type AdmissionRequest, type AdmissionResponse } from './review.js';
+import { admitWorkload, workloadKind } from './workloads.js';
 
 const { compare } = fastJsonPatch;
 
@@ -209,6 +210,7 @@ export function encodedSandboxPatch(pod: Json, runtimeClassName: string, rule: s
  * the namespace's labels must first be read from the API server.
  */
 export function admit(request: AdmissionRequest, policy: Policy, cluster: ClusterFacts): AdmissionResult | Promise<AdmissionResult> {
+  if (workloadKind(request)) return admitWorkload(request, policy, cluster);
   if (!isPodRequest(request)) return skipped(request, `not a pod (${request.resource.resource})`);
   const ephemeral = request.operation === 'UPDATE' && request.subResource === 'ephemeralcontainers';
   if (request.subResource !== undefined && !ephemeral) return skipped(request, `subresource ${request.subResource}`);
