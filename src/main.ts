@@ -8,6 +8,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { offlineFacts } from './admission/facts.js';
+import { startServerAudit, type ServerAudit } from './audit/index.js';
 import { connectCluster } from './cluster/index.js';
 import { watchFiles } from './config/file-watch.js';
 import { packageRoot, parseOptions, USAGE, type Options } from './config/options.js';
@@ -152,12 +153,28 @@ async function run(options: Options, logger: Logger): Promise<number> {
     [certificate.cert, certificate.key],
   );
 
+  // The running-pod audit (opt-in): scans in the replica holding its Lease (docs/audit.md).
+  let audit: ServerAudit | undefined;
+  if (options.auditIntervalSeconds > 0 && cluster) {
+    audit = await startServerAudit({
+      kubeconfig: options.kubeconfig,
+      intervalSeconds: options.auditIntervalSeconds,
+      policy: () => policy,
+      cluster: cluster.facts,
+      registry: metrics.registry,
+      logger,
+    });
+  } else if (options.auditIntervalSeconds > 0) {
+    logger.warn('--audit-interval-seconds is set but there is no cluster: the audit is off');
+  }
+
   try {
     await app.listen({ port: options.port, host: options.host });
   } catch (error) {
     process.stderr.write(`sandbox-webhook: cannot listen on ${options.host}:${options.port}: ${(error as Error).message}\n`);
     policyWatch.close();
     certificateWatch.close();
+    await audit?.stop();
     await cluster?.stop();
     return 1;
   }
@@ -199,6 +216,7 @@ async function run(options: Options, logger: Logger): Promise<number> {
         drainTimer.unref();
         void app
           .close()
+          .then(() => audit?.stop())
           .then(() => cluster?.stop())
           .then(() => {
             clearTimeout(drainTimer);

@@ -25,6 +25,8 @@ export interface Options {
   readonly reloadIntervalMs: number;
   /** the longest a review may take before the webhook answers fail-closed on its own */
   readonly requestTimeoutMs: number;
+  /** the running-pod audit (docs/audit.md): seconds between scans by the Lease holder; 0 = off */
+  readonly auditIntervalSeconds: number;
 }
 
 export type OptionsResult =
@@ -56,6 +58,8 @@ Options (environment variable in brackets):
   --shutdown-delay-seconds N  stay up unready this long after SIGTERM (SHUTDOWN_DELAY_SECONDS) [5]
   --request-timeout-ms N  answer fail-closed after this long (REQUEST_TIMEOUT_MS) [2500]
   --reload-interval-ms N  poll the policy and certificate files this often (RELOAD_INTERVAL_MS) [2000]
+  --audit-interval-seconds N  audit running pods this often, in the replica holding the audit
+                          Lease; 0 = off (AUDIT_INTERVAL_SECONDS) [0]
   -h, --help              this text
   --version               the version
 `;
@@ -88,6 +92,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
         'shutdown-delay-seconds': { type: 'string' },
         'request-timeout-ms': { type: 'string' },
         'reload-interval-ms': { type: 'string' },
+        // The running-pod audit (src/audit/); off unless asked for, since it needs list on pods.
+        'audit-interval-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -122,6 +128,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     shutdownDelayMs: 1000 * integer('--shutdown-delay-seconds', pick('shutdown-delay-seconds', 'SHUTDOWN_DELAY_SECONDS') ?? '5', 0, 300, errors),
     requestTimeoutMs: integer('--request-timeout-ms', pick('request-timeout-ms', 'REQUEST_TIMEOUT_MS') ?? '2500', 100, 30000, errors),
     reloadIntervalMs: integer('--reload-interval-ms', pick('reload-interval-ms', 'RELOAD_INTERVAL_MS') ?? '2000', 100, 600000, errors),
+    auditIntervalSeconds: integer('--audit-interval-seconds', pick('audit-interval-seconds', 'AUDIT_INTERVAL_SECONDS') ?? '0', 0, 86400, errors),
   };
   return errors.length > 0 ? { ok: false, errors } : { ok: true, options: Object.freeze(options) };
 }
