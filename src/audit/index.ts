@@ -35,17 +35,17 @@ export async function startServerAudit(options: ServerAuditOptions): Promise<Ser
   const logger = options.logger.child({ component: 'audit' });
   const metrics = new AuditMetrics(options.registry);
   const namespace = ownNamespace();
-  let elector: LeaderElector | undefined;
   const audit = startPeriodicAudit({
     api,
     policy: options.policy,
     cluster: options.cluster,
     intervalMs: options.intervalSeconds * 1000,
-    isLeader: () => elector?.isLeader() ?? false,
+    // Called from the scan's timer, after `elector` below exists.
+    isLeader: () => elector.isLeader(),
     metrics,
     logger,
   });
-  elector = new LeaderElector({
+  const elector: LeaderElector = new LeaderElector({
     api,
     namespace,
     name: AUDIT_LEASE_NAME,
@@ -57,7 +57,7 @@ export async function startServerAudit(options: ServerAuditOptions): Promise<Ser
   return {
     async stop() {
       await audit.stop();
-      await elector?.stop();
+      await elector.stop();
     },
   };
 }
