@@ -111,7 +111,14 @@ function decidedBy(summary: AdmissionSummary): string {
  * The facts that make the template's pod denied, each named as the workload's field or image:
  * `spec.template.spec.hostNetwork`, `spec.template.spec.containers[0].image "evil.example.com/x:1"`.
  */
-export function denialFacts(policy: Policy, view: PodView, summary: AdmissionSummary, namespace: string, prefix: string): string[] {
+export function denialFacts(
+  policy: Policy,
+  view: PodView,
+  summary: AdmissionSummary,
+  namespace: string,
+  prefix: string,
+  runtimeClass: ClusterFacts['runtimeClass'],
+): string[] {
   const facts: string[] = [];
   if (summary.decision === 'deny') {
     const rule = policy.rules.find((r) => r.name === summary.rule);
@@ -134,9 +141,11 @@ export function denialFacts(policy: Policy, view: PodView, summary: AdmissionSum
   if (current !== undefined && policy.onConflict === 'deny' && !policy.acceptedRuntimeClasses.has(current)) {
     facts.push(`${prefix}spec.runtimeClassName "${current}"`);
   }
-  // What remains is a fact about the cluster (the RuntimeClass is missing, or its scheduling
-  // conflicts with the template's nodeSelector): the denial message says which.
-  if (facts.length === 0) facts.push(`${prefix}spec`);
+  if (facts.length > 0) return facts;
+  // What remains is a fact about the cluster: the RuntimeClass is missing, or its scheduling
+  // conflicts with the template's nodeSelector.
+  const target = current !== undefined && policy.acceptedRuntimeClasses.has(current) ? current : (policy.rules.find((r) => r.name === summary.rule)?.runtimeClassName ?? policy.runtimeClassName);
+  facts.push(runtimeClass(target).state === 'missing' ? `RuntimeClass "${target}" does not exist` : `${prefix}spec.nodeSelector`);
   return facts;
 }
 
@@ -202,7 +211,7 @@ export async function judgeWorkload(request: AdmissionRequest, policy: Policy, c
     return { result: rejected(request, podResult.response.status?.code ?? 400, `${label}: ${message}`), pod, templatePrefix };
   }
 
-  const facts = denialFacts(policy, view.pod, summary, namespace, templatePrefix);
+  const facts = denialFacts(policy, view.pod, summary, namespace, templatePrefix, (name) => cluster.runtimeClass(name));
   const by = decidedBy(summary);
   // kubectl prints a warning beside the object it came with: the fact and the rule are what it lacks.
   const warnings = facts.slice(0, FACT_WARNINGS_MAX).map((fact) => `sandbox-webhook: ${fact}: its pods would be denied by ${by}`);

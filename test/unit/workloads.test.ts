@@ -156,6 +156,12 @@ describe('what the warning names', () => {
     expect(response.warnings).toEqual(['sandbox-webhook: spec.template.spec.runtimeClassName "runc": its pods would be denied by rule "tenants"']);
   });
 
+  it('a RuntimeClass missing in the cluster is named, so the tenant knows it is not their template', async () => {
+    const missing: ClusterFacts = { ...cluster, runtimeClass: () => ({ state: 'missing' }) };
+    const response = (await admit(request(deployment, workload(deployment, podSpec())), WARN, missing)).response;
+    expect(response.warnings).toEqual(['sandbox-webhook: RuntimeClass "gvisor" does not exist: its pods would be denied by rule "tenants"']);
+  });
+
   it('a long workload name is shortened in the denial, and kept out of the warnings', async () => {
     const name = `web-${'x'.repeat(240)}`;
     const response = await run(deployment, workload(deployment, podSpec({ hostPID: true, hostIPC: true }), name), DENY);
