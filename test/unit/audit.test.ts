@@ -27,7 +27,7 @@ const POLICY = policyFromSpec(`
 `);
 
 const cluster: ClusterFacts = {
-  namespace: (name) => ({ name, labels: name.startsWith('team-') ? { tenant: 'true' } : {} }),
+  namespace: (name) => ({ name, labels: name.startsWith('team-') ? { tenant: 'true' } : ({} as Record<string, string>) }),
   runtimeClass: () => ({ state: 'present', handler: 'runsc', nodeSelector: {} }),
 };
 
