@@ -175,6 +175,8 @@ describe('audit of running pods', () => {
     expect(items).toHaveLength(total);
     expect(items.every((row) => row.state === 'violation')).toBe(true);
     process.stderr.write(`[audit 10k] created ${total} pods in ${createMs} ms; CLI wall ${result.ms} ms; ${result.stderr.trim()}; apiserver LIST pods requests: ${after - before}\n`);
-    await kubeRequest(kc, `/api/v1/namespaces/${namespace}/pods?gracePeriodSeconds=0`, { method: 'DELETE' });
+    // Best effort: deleting 10,000 pods can outlast the request's 10 s timeout, and the control
+    // plane of the run is thrown away anyway.
+    await kubeRequest(kc, `/api/v1/namespaces/${namespace}/pods?gracePeriodSeconds=0`, { method: 'DELETE' }).catch(() => undefined);
   });
 });
