@@ -211,7 +211,7 @@ async function evaluate(args: string[]): Promise<number> {
     out(output({ items: evaluations }, format));
   }
   const failed = evaluations.filter((e) => fails(e, failOn));
-  if (failed.length > 0) err(`${failed.length} of ${evaluations.length} object${evaluations.length === 1 ? '' : 's'} fail --fail-on ${failOn}\n`);
+  if (failed.length > 0) err(`--fail-on ${failOn}: ${failed.length} of ${evaluations.length} object${evaluations.length === 1 ? '' : 's'} failed\n`);
   return failed.length > 0 ? 1 : 0;
 }
 

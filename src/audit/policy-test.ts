@@ -114,7 +114,10 @@ export async function runPolicyTest(file: string): Promise<TestRun> {
           errors.push(`${path}.file: ${(error as Error).message}`);
         }
       }
-      if (manifest && !isEvaluated(manifest.object)) errors.push(`${path}: a ${String(manifest.object.kind)} is not decided by the webhook (Pods and workload kinds are)`);
+      if (manifest && !isEvaluated(manifest.object)) {
+        const { apiVersion, kind } = manifest.object;
+        errors.push(`${path}: ${String(kind)} (apiVersion ${JSON.stringify(apiVersion) ?? 'missing'}) is not decided by the webhook (v1 Pods and the workload kinds are)`);
+      }
       const expect: Expect = {};
       if (!isObject(raw.expect)) errors.push(`${path}.expect: required, an object with some of ${EXPECT_FIELDS.join(', ')}`);
       else {

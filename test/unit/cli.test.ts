@@ -110,7 +110,7 @@ describe('evaluate -f', () => {
       '',
     ]);
     expect(result.stderr).toContain('Warning: Deployment/web: sandbox-webhook: spec.template.spec.hostNetwork: its pods would be denied by rule "tenants"');
-    expect(result.stderr).toContain('1 of 2 objects fail --fail-on deny');
+    expect(result.stderr).toContain('--fail-on deny: 1 of 2 objects failed');
   });
 
   const gates: [string, string[], string, number][] = [
@@ -219,7 +219,7 @@ ${cases}`,
 `);
     const result = await run('test', path);
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('cases[0]: a ConfigMap is not decided by the webhook');
+    expect(result.stderr).toContain('cases[0]: ConfigMap (apiVersion "v1") is not decided by the webhook');
     expect(result.stderr).toContain('cases[0].expect.decison: unknown field');
     expect(result.stderr).toContain('cases[1].name: required');
     expect(result.stderr).toContain('cases[1]: give exactly one of object and file');
