@@ -161,6 +161,7 @@ async function run(options: Options, logger: Logger): Promise<number> {
       intervalSeconds: options.auditIntervalSeconds,
       policy: () => policy,
       cluster: cluster.facts,
+      ready: () => cluster.readiness().ready,
       registry: metrics.registry,
       logger,
     });

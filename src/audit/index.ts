@@ -19,6 +19,8 @@ export interface ServerAuditOptions {
   readonly intervalSeconds: number;
   readonly policy: () => Policy;
   readonly cluster: ClusterFacts;
+  /** the cluster connection's informers have synced */
+  readonly ready: () => boolean;
   readonly registry: Registry;
   readonly logger: Logger;
 }
@@ -42,6 +44,7 @@ export async function startServerAudit(options: ServerAuditOptions): Promise<Ser
     intervalMs: options.intervalSeconds * 1000,
     // Called from the scan's timer, after `elector` below exists.
     isLeader: () => elector.isLeader(),
+    ready: options.ready,
     metrics,
     logger,
   });

@@ -19,6 +19,11 @@ export interface PeriodicAuditOptions {
   readonly cluster: ClusterFacts;
   readonly intervalMs: number;
   readonly isLeader: () => boolean;
+  /**
+   * whether the namespace cache is filled: before, every pod of an unknown namespace would cost the
+   * API server a namespace GET, so the scan waits for the next interval
+   */
+  readonly ready: () => boolean;
   readonly metrics: AuditMetrics;
   readonly logger: Logger;
   readonly pageSize?: number;
@@ -41,6 +46,10 @@ export function startPeriodicAudit(options: PeriodicAuditOptions): PeriodicAudit
 
   async function scanOnce(): Promise<void> {
     if (stopped || !options.isLeader()) return;
+    if (!options.ready()) {
+      logger.info('audit: namespaces and RuntimeClasses not read yet; scanning at the next interval');
+      return;
+    }
     abort = new AbortController();
     const tally = new PodTally();
     let logged = 0;

@@ -4,7 +4,9 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { ClusterFacts } from '../../src/admission/facts.js';
+import { pino } from 'pino';
 import { AuditMetrics, OTHER_NAMESPACES, PodTally } from '../../src/audit/metrics.js';
+import { startPeriodicAudit } from '../../src/audit/periodic.js';
 import { auditPod, scanPods, type PodAudit } from '../../src/audit/scan.js';
 import type { KubeWriteApi } from '../../src/cluster/kube-api.js';
 import { LeaderElector } from '../../src/cluster/lease.js';
@@ -146,6 +148,38 @@ describe('the pods metric is bounded', () => {
     expect(text).toContain('sandbox_webhook_audit_leader 1');
     metrics.leading(false);
     expect(await registry.metrics()).not.toContain('sandbox_webhook_pods{');
+  });
+});
+
+describe('the periodic audit', () => {
+  it('scans only as leader, once the namespace cache is filled, and publishes the complete scan', async () => {
+    const { api, paths } = fakePods(12);
+    const registry = new Registry();
+    let leader = false;
+    let ready = false;
+    const audit = startPeriodicAudit({
+      api,
+      policy: () => POLICY,
+      cluster,
+      intervalMs: 3_600_000,
+      isLeader: () => leader,
+      ready: () => ready,
+      metrics: new AuditMetrics(registry),
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      await audit.scanNow();
+      leader = true;
+      await audit.scanNow();
+      expect(paths).toEqual([]);
+      ready = true;
+      await audit.scanNow();
+      expect(paths).toHaveLength(1);
+      expect(await registry.getSingleMetricAsString('sandbox_webhook_audit_scan_pods')).toContain('sandbox_webhook_audit_scan_pods 12');
+      expect(await registry.getSingleMetricAsString('sandbox_webhook_pods')).toContain('sandbox_webhook_pods{namespace="kube-system",state="allowed",rule="system"} 4');
+    } finally {
+      await audit.stop();
+    }
   });
 });
 
