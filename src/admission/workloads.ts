@@ -193,7 +193,8 @@ export async function judgeWorkload(request: AdmissionRequest, policy: Policy, c
   const podResult = await admit(podRequest, policy.mode === 'enforce' ? policy : { ...policy, mode: 'enforce' }, cluster);
   const pod = { object: podObject, result: podResult, view: view.pod };
   const summary = podResult.summary;
-  const base = { namespace, pod: `${kind.kind}/${workloadName}`, decision: summary.decision, rule: summary.rule, evaluated: true } as const;
+  // The pod's summary, told of the workload: its decision and rule are the workload's.
+  const base = { ...summary, namespace, pod: `${kind.kind}/${workloadName}` };
 
   if (podResult.response.allowed) {
     return {
@@ -205,7 +206,7 @@ export async function judgeWorkload(request: AdmissionRequest, policy: Policy, c
       templatePrefix,
     };
   }
-  if (!summary.evaluated) {
+  if (summary.decision === 'none') {
     // The template's pod was not decided (an error the policy did not reach): pass its reason on.
     const message = podResult.response.status?.message.replace(/^sandbox-webhook: /, '') ?? 'not decided';
     return { result: rejected(request, podResult.response.status?.code ?? 400, `${label}: ${message}`), pod, templatePrefix };

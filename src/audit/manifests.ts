@@ -197,7 +197,7 @@ export async function evaluateManifest(manifest: Manifest, policy: Policy, clust
     const judged = await judgeWorkload(requestFor(object, kind, namespace), policy, cluster);
     const { response, summary } = judged.result;
     const podPatch = judged.pod ? decodePatch(judged.pod.result.response) : undefined;
-    const result: Result = !summary.evaluated ? 'error' : !response.allowed ? 'denied' : (response.warnings ?? []).length > 0 ? 'warned' : 'unchanged';
+    const result: Result = summary.decision === 'none' ? 'error' : !response.allowed ? 'denied' : (response.warnings ?? []).length > 0 ? 'warned' : 'unchanged';
     return {
       ...base,
       decision: summary.decision,
@@ -216,7 +216,7 @@ export async function evaluateManifest(manifest: Manifest, policy: Policy, clust
     decision: summary.decision,
     rule: summary.rule,
     runtimeClassName: finalClass(object, patch),
-    result: !summary.evaluated ? 'error' : !response.allowed ? 'denied' : patch ? 'patched' : 'unchanged',
+    result: summary.decision === 'none' ? 'error' : !response.allowed ? 'denied' : patch ? 'patched' : 'unchanged',
     warnings: response.warnings ?? [],
     patch,
     message: response.status?.message,

@@ -62,7 +62,7 @@ export async function auditPod(pod: Json, policy: Policy, cluster: ClusterFacts)
   const { response, summary } = await admit(request, policy.mode === 'enforce' ? policy : { ...policy, mode: 'enforce' }, cluster);
   const audit = (state: PodState, reason: string): PodAudit => ({ namespace, name, state, rule: summary.rule || '-', runtimeClassName, reason });
   const denial = (response.status?.message ?? '').replace(/^sandbox-webhook: /, '');
-  if (!summary.evaluated) return audit('violation', `cannot be judged: ${denial || summary.reason}`);
+  if (summary.decision === 'none') return audit('violation', `cannot be judged: ${denial || summary.reason}`);
   if (summary.decision === 'deny') return audit('violation', `would be denied by ${by(summary.rule)}`);
   if (runtimeClassName !== undefined && policy.acceptedRuntimeClasses.has(runtimeClassName)) {
     return audit('sandboxed', `runtimeClassName "${runtimeClassName}"`);
