@@ -8,6 +8,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { offlineFacts } from './admission/facts.js';
+import { startServerAudit, type ServerAudit } from './audit/index.js';
 import { connectCluster } from './cluster/index.js';
 import { watchFiles } from './config/file-watch.js';
 import { packageRoot, parseOptions, usage, type Options } from './config/options.js';
@@ -178,6 +179,22 @@ async function run(options: Options, logger: Logger): Promise<number> {
   );
 
   let metricsServer: MetricsServer | undefined;
+  // The running-pod audit (opt-in): scans in the replica holding its Lease (docs/audit.md).
+  let audit: ServerAudit | undefined;
+  if (options.auditIntervalSeconds > 0 && cluster) {
+    audit = await startServerAudit({
+      kubeconfig: options.kubeconfig,
+      intervalSeconds: options.auditIntervalSeconds,
+      policy: () => policy,
+      cluster: cluster.facts,
+      ready: () => cluster.readiness().ready,
+      registry: metrics.registry,
+      logger,
+    });
+  } else if (options.auditIntervalSeconds > 0) {
+    logger.warn('--audit-interval-seconds is set but there is no cluster: the audit is off');
+  }
+
   try {
     await app.listen({ port: options.port, host: options.host });
     if (options.metricsPort !== 0) metricsServer = await startMetricsServer(metrics.registry, options.metricsPort, options.host);
@@ -186,6 +203,7 @@ async function run(options: Options, logger: Logger): Promise<number> {
     policyWatch.close();
     certificateWatch.close();
     await app.close();
+    await audit?.stop();
     await cluster?.stop();
     return 1;
   }
@@ -233,6 +251,7 @@ async function run(options: Options, logger: Logger): Promise<number> {
         void app
           .close()
           .then(() => metricsServer?.close())
+          .then(() => audit?.stop())
           .then(() => cluster?.stop())
           .then(() => {
             clearTimeout(drainTimer);

@@ -15,6 +15,7 @@ import type { Policy } from '../policy/policy.js';
 import type { ClusterFacts } from './facts.js';
 import { capMessage, sanitizeWarnings, type AdmissionRequest, type AdmissionResponse } from './review.js';
 import { isRecord, type Json } from '../json.js';
+import { admitWorkload, workloadKind } from './workloads.js';
 
 export { DENIAL_REASONS, type DenialReason } from '../policy/evaluate.js';
 
@@ -133,6 +134,7 @@ function auditAnnotations(verdict: Verdict, mode: Policy['mode']): Record<string
 
 /** The answer to one review. Waits only when a namespace's labels must be read from the API server. */
 export async function admit(request: AdmissionRequest, policy: Policy, cluster: ClusterFacts): Promise<AdmissionResult> {
+  if (workloadKind(request)) return admitWorkload(request, policy, cluster);
   if (!isPodRequest(request)) return skipped(request, `not a pod (${request.resource.resource})`);
   const ephemeral = request.subResource === 'ephemeralcontainers';
   if (request.subResource !== undefined && !ephemeral) return skipped(request, `subresource ${request.subResource}`);

@@ -50,6 +50,12 @@ export interface KubeApi {
   watch(path: string, options: WatchOptions): Promise<WatchStream>;
 }
 
+/** Writes, for the few objects the webhook keeps itself (the audit's Lease). */
+export interface KubeWriteApi extends Pick<KubeApi, 'get'> {
+  /** Resolves with any HTTP status and the parsed JSON body; rejects on transport errors, deadline, abort. */
+  send(method: 'POST' | 'PUT', path: string, body: unknown, options: GetOptions): Promise<{ status: number; body: unknown }>;
+}
+
 /** An answer from the API server other than success, with its metav1.Status details when it sent them. */
 export class ApiError extends Error {
   constructor(
@@ -114,7 +120,7 @@ function parseWatchEvent(line: string): WatchEvent {
   return { type: event.type as WatchEventType, object: event.object };
 }
 
-export class HttpKubeApi implements KubeApi {
+export class HttpKubeApi implements KubeApi, KubeWriteApi {
   readonly server: string;
 
   constructor(private readonly kubeConfig: KubeConfig) {
@@ -124,8 +130,14 @@ export class HttpKubeApi implements KubeApi {
     this.server = cluster.server.replace(/\/+$/, '');
   }
 
-  /** Sends a GET and resolves with the response once its headers arrived, or rejects after timeoutMs. */
-  private async open(path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ request: ClientRequest; response: IncomingMessage }> {
+  /** Sends a request and resolves with the response once its headers arrived, or rejects after timeoutMs. */
+  private async open(
+    path: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    method = 'GET',
+    payload?: string,
+  ): Promise<{ request: ClientRequest; response: IncomingMessage }> {
     const options: RequestOptions = { headers: {} };
     await this.kubeConfig.applyToHTTPSOptions(options);
     signal?.throwIfAborted();
@@ -134,11 +146,11 @@ export class HttpKubeApi implements KubeApi {
     return new Promise((resolve, reject) => {
       const request = send(url, {
         ...options,
-        method: 'GET',
-        headers: { ...options.headers, accept: 'application/json' },
+        method,
+        headers: { ...options.headers, accept: 'application/json', ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(signal ? { signal } : {}),
       });
-      const timer = setTimeout(() => request.destroy(new DeadlineError(`GET ${url.pathname}: no answer within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => request.destroy(new DeadlineError(`${method} ${url.pathname}: no answer within ${timeoutMs} ms`)), timeoutMs);
       request.once('response', (response) => {
         clearTimeout(timer);
         resolve({ request, response });
@@ -147,22 +159,27 @@ export class HttpKubeApi implements KubeApi {
         clearTimeout(timer);
         reject(error);
       });
-      request.end();
+      request.end(payload);
     });
   }
 
   async get(path: string, options: GetOptions): Promise<{ status: number; body: unknown }> {
+    return this.send('GET', path, undefined, options);
+  }
+
+  /** A JSON request with a body (POST, PUT), with the same deadline as get(); resolves with any HTTP status. */
+  async send(method: string, path: string, body: unknown, options: GetOptions): Promise<{ status: number; body: unknown }> {
     const started = Date.now();
-    const { request, response } = await this.open(path, options.timeoutMs, options.signal);
+    const { request, response } = await this.open(path, options.timeoutMs, options.signal, method, body === undefined ? undefined : JSON.stringify(body));
     // Once the response has begun, a destroyed request surfaces on it as a bare "aborted": keep the cause.
     let cause: Error | undefined;
     const timer = setTimeout(
-      () => request.destroy((cause = new DeadlineError(`GET ${path}: no complete answer within ${options.timeoutMs} ms`))),
+      () => request.destroy((cause = new DeadlineError(`${method} ${path}: no complete answer within ${options.timeoutMs} ms`))),
       Math.max(0, options.timeoutMs - (Date.now() - started)),
     );
     try {
       const text = await readBody(response, Number.POSITIVE_INFINITY);
-      return { status: response.statusCode ?? 0, body: parseJson(text, `GET ${path}`) };
+      return { status: response.statusCode ?? 0, body: parseJson(text, `${method} ${path}`) };
     } catch (error) {
       throw cause ?? error;
     } finally {

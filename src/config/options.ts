@@ -38,6 +38,8 @@ export interface Options {
   readonly maxBufferedBodyMiB: number;
   /** how often the policy and certificate files are checked for changes (watch events also trigger) */
   readonly reloadIntervalMs: number;
+  /** the running-pod audit (docs/audit.md): seconds between scans by the Lease holder; 0 = off */
+  readonly auditIntervalSeconds: number;
 }
 
 type Kind =
@@ -152,6 +154,16 @@ export const OPTIONS: readonly OptionDeclaration[] = [
     default: '2000',
     placeholder: 'N',
     help: 'how often the policy and certificate files are polled (directory events also trigger a check)',
+  },
+  {
+    key: 'auditIntervalSeconds',
+    flag: 'audit-interval-seconds',
+    env: 'AUDIT_INTERVAL_SECONDS',
+    kind: { type: 'integer', min: 0, max: 86400 },
+    default: '0',
+    placeholder: 'N',
+    // Off unless asked for: the audit needs list on pods, which the chart grants only then.
+    help: 'audit running pods this often, in the replica holding the audit Lease (docs/audit.md); 0 turns it off',
   },
 ];
 

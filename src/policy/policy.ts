@@ -21,11 +21,13 @@ export type Action = 'sandbox' | 'allow' | 'deny';
 export type Mode = 'enforce' | 'audit';
 export type OnConflict = 'deny' | 'override';
 export type Incompatible = 'deny' | 'warn';
+export type Workloads = 'warn' | 'deny';
 
 export const ACTIONS: readonly Action[] = ['sandbox', 'allow', 'deny'];
 const MODES: readonly Mode[] = ['enforce', 'audit'];
 const ON_CONFLICT: readonly OnConflict[] = ['deny', 'override'];
 const INCOMPATIBLE: readonly Incompatible[] = ['deny', 'warn'];
+const WORKLOADS: readonly Workloads[] = ['warn', 'deny'];
 const OPERATORS: readonly SelectorOperator[] = ['In', 'NotIn', 'Exists', 'DoesNotExist'];
 
 export interface NamespaceGlob {
@@ -58,6 +60,8 @@ export interface Policy {
   readonly onConflict: OnConflict;
   readonly incompatible: Incompatible;
   readonly defaultAction: Action;
+  /** workload kinds whose pods would be denied: admitted with a warning (warn) or rejected (deny) */
+  readonly workloads: Workloads;
   readonly rules: readonly Rule[];
   /** whether any rule reads namespace labels (so a request needs them from the cluster) */
   readonly usesNamespaceLabels: boolean;
@@ -310,7 +314,7 @@ export function compilePolicy(document: unknown): CompileResult {
   const spec = object(
     root.spec,
     'spec',
-    ['runtimeClassName', 'acceptedRuntimeClasses', 'mode', 'onConflict', 'incompatible', 'defaultAction', 'rules'],
+    ['runtimeClassName', 'acceptedRuntimeClasses', 'mode', 'onConflict', 'incompatible', 'defaultAction', 'workloads', 'rules'],
     problems,
   );
   if (!spec) return { ok: false, errors: problems.errors, warnings: problems.warnings };
@@ -336,6 +340,7 @@ export function compilePolicy(document: unknown): CompileResult {
     spec.incompatible === undefined ? 'deny' : oneOf(spec.incompatible, 'spec.incompatible', INCOMPATIBLE, problems);
   const defaultAction =
     spec.defaultAction === undefined ? 'sandbox' : oneOf(spec.defaultAction, 'spec.defaultAction', ACTIONS, problems);
+  const workloads = spec.workloads === undefined ? 'warn' : oneOf(spec.workloads, 'spec.workloads', WORKLOADS, problems);
 
   const rules: Rule[] = [];
   const seen = new Map<string, number>();
@@ -398,7 +403,8 @@ export function compilePolicy(document: unknown): CompileResult {
     mode === undefined ||
     onConflict === undefined ||
     incompatible === undefined ||
-    defaultAction === undefined
+    defaultAction === undefined ||
+    workloads === undefined
   ) {
     return { ok: false, errors: problems.errors, warnings: problems.warnings };
   }
@@ -409,6 +415,7 @@ export function compilePolicy(document: unknown): CompileResult {
     onConflict,
     incompatible,
     defaultAction,
+    workloads,
     rules,
     usesNamespaceLabels: rules.some((rule) => rule.match.namespaceSelector !== undefined),
     index: buildRuleIndex(rules),

@@ -326,7 +326,7 @@ describe('requests that are not mutated', () => {
     ['a pod DELETE with a null object', { ...podReview({ operation: 'DELETE' }), request: { ...(podReview().request as Json), operation: 'DELETE', object: null } }],
     ['a CONNECT', podReview({ operation: 'CONNECT' })],
     ['a pods/status subresource CREATE', podReview({ subResource: 'status' })],
-    ['a Deployment', { ...podReview(), request: { ...(podReview().request as Json), kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, resource: { group: 'apps', version: 'v1', resource: 'deployments' } } }],
+    ['a ConfigMap', { ...podReview(), request: { ...(podReview().request as Json), kind: { group: '', version: 'v1', kind: 'ConfigMap' }, resource: { group: '', version: 'v1', resource: 'configmaps' } } }],
     [
       'a mirror pod created by a kubelet',
       {
