@@ -124,8 +124,14 @@ export class HttpKubeApi implements KubeApi {
     this.server = cluster.server.replace(/\/+$/, '');
   }
 
-  /** Sends a GET and resolves with the response once its headers arrived, or rejects after timeoutMs. */
-  private async open(path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ request: ClientRequest; response: IncomingMessage }> {
+  /** Sends a request and resolves with the response once its headers arrived, or rejects after timeoutMs. */
+  private async open(
+    path: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    method = 'GET',
+    payload?: { body: string; contentType: string },
+  ): Promise<{ request: ClientRequest; response: IncomingMessage }> {
     const options: RequestOptions = { headers: {} };
     await this.kubeConfig.applyToHTTPSOptions(options);
     signal?.throwIfAborted();
@@ -134,11 +140,11 @@ export class HttpKubeApi implements KubeApi {
     return new Promise((resolve, reject) => {
       const request = send(url, {
         ...options,
-        method: 'GET',
-        headers: { ...options.headers, accept: 'application/json' },
+        method,
+        headers: { ...options.headers, accept: 'application/json', ...(payload ? { 'content-type': payload.contentType } : {}) },
         ...(signal ? { signal } : {}),
       });
-      const timer = setTimeout(() => request.destroy(new DeadlineError(`GET ${url.pathname}: no answer within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => request.destroy(new DeadlineError(`${method} ${url.pathname}: no answer within ${timeoutMs} ms`)), timeoutMs);
       request.once('response', (response) => {
         clearTimeout(timer);
         resolve({ request, response });
@@ -147,22 +153,35 @@ export class HttpKubeApi implements KubeApi {
         clearTimeout(timer);
         reject(error);
       });
-      request.end();
+      request.end(payload?.body);
     });
   }
 
-  async get(path: string, options: GetOptions): Promise<{ status: number; body: unknown }> {
+  get(path: string, options: GetOptions): Promise<{ status: number; body: unknown }> {
+    return this.send('GET', path, options);
+  }
+
+  /**
+   * Any request with an optional body (e.g. a server-side apply PATCH), under the same whole-request
+   * deadline as get(); resolves with any HTTP status and the parsed JSON body.
+   */
+  async send(
+    method: string,
+    path: string,
+    options: GetOptions & { body?: string; contentType?: string },
+  ): Promise<{ status: number; body: unknown }> {
     const started = Date.now();
-    const { request, response } = await this.open(path, options.timeoutMs, options.signal);
+    const payload = options.body === undefined ? undefined : { body: options.body, contentType: options.contentType ?? 'application/json' };
+    const { request, response } = await this.open(path, options.timeoutMs, options.signal, method, payload);
     // Once the response has begun, a destroyed request surfaces on it as a bare "aborted": keep the cause.
     let cause: Error | undefined;
     const timer = setTimeout(
-      () => request.destroy((cause = new DeadlineError(`GET ${path}: no complete answer within ${options.timeoutMs} ms`))),
+      () => request.destroy((cause = new DeadlineError(`${method} ${path}: no complete answer within ${options.timeoutMs} ms`))),
       Math.max(0, options.timeoutMs - (Date.now() - started)),
     );
     try {
       const text = await readBody(response, Number.POSITIVE_INFINITY);
-      return { status: response.statusCode ?? 0, body: parseJson(text, `GET ${path}`) };
+      return { status: response.statusCode ?? 0, body: parseJson(text, `${method} ${path}`) };
     } catch (error) {
       throw cause ?? error;
     } finally {
