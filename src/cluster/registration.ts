@@ -7,9 +7,11 @@
 // replica, once it is ready itself AND the Service it is called through has a ready endpoint (an
 // EndpointSlice lists one), applies it with server-side apply (field manager `sandbox-webhook`), the
 // caBundle read from CA_BUNDLE_FILE. Replicas apply the same bytes, so they never fight; a changed file
-// (helm upgrade updates the mounted ConfigMap) is applied by the first replica to see it, and the object is
-// applied again every resync period, so a configuration deleted or edited by hand while replicas are
-// ready comes back (to switch the webhook off, scale it to zero first; docs/operations.md).
+// (helm upgrade updates the mounted ConfigMap) is applied by the first replica to see it, and every
+// resync period an edited configuration is put back. A configuration deleted after this replica applied
+// it is NOT created again until its content changes or the replica restarts: that deletion is the
+// chart's pre-delete hook at uninstall, or an operator switching the webhook off in an emergency
+// (docs/operations.md), and neither must be undone behind their back.
 //
 // Removal is not done here (a replica stopping cannot tell a rollout from an uninstall): the chart's
 // pre-delete hook deletes the configuration, and its ownerReference to the chart's ClusterRole lets the
@@ -53,6 +55,7 @@ export const FIELD_MANAGER = 'sandbox-webhook';
 
 export type RegistrationState =
   | { readonly state: 'waiting'; readonly reason: string }
+  | { readonly state: 'deleted'; readonly name: string }
   | { readonly state: 'registered'; readonly name: string; readonly appliedAt: number }
   | { readonly state: 'failed'; readonly error: string };
 
@@ -214,10 +217,19 @@ export function startRegistration(
       const body = JSON.stringify(desired);
       const hash = createHash('sha256').update(body).digest('hex');
       const now = Date.now();
-      if (lastApplied && lastApplied.hash === hash && now - lastApplied.at < options.resyncMs) return current;
+      const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configuration.name}`;
+      if (lastApplied?.hash === hash) {
+        if (now - lastApplied.at < options.resyncMs) return current;
+        const { status } = await request('GET', path);
+        if (status === 404) {
+          lastApplied = { hash, at: now };
+          current = { state: 'deleted', name: configuration.name };
+          return current;
+        }
+      }
       const { status, body: answer } = await request(
         'PATCH',
-        `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configuration.name}?fieldManager=${FIELD_MANAGER}&force=true`,
+        `${path}?fieldManager=${FIELD_MANAGER}&force=true`,
         body,
         'application/apply-patch+yaml',
       );
@@ -231,10 +243,14 @@ export function startRegistration(
       current = { state: 'failed', error: (error as Error).message };
       return current;
     } finally {
-      const line = current.state === 'registered' ? '' : current.state === 'waiting' ? current.reason : current.error;
+      const line =
+        current.state === 'registered' ? '' : current.state === 'waiting' ? current.reason : current.state === 'failed' ? current.error : 'deleted';
       if (line !== lastLogged) {
         if (current.state === 'failed') logger.error({ error: line }, 'webhook registration failed; retrying');
         else if (current.state === 'waiting') logger.info({ reason: line }, 'webhook registration waiting');
+        else if (current.state === 'deleted') {
+          logger.warn({ configuration: current.name }, 'webhook configuration was deleted; not creating it again until its content changes or this replica restarts');
+        }
         lastLogged = line;
       }
     }

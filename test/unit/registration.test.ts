@@ -27,7 +27,7 @@ interface Call {
 }
 
 /** An API that answers from a table keyed by method and path prefix, and records every call. */
-function fakeApi(answers: { ready: boolean }): RegistrationApi & { calls: Call[] } {
+function fakeApi(answers: { ready: boolean; exists?: boolean }): RegistrationApi & { calls: Call[] } {
   const calls: Call[] = [];
   return {
     calls,
@@ -40,6 +40,9 @@ function fakeApi(answers: { ready: boolean }): RegistrationApi & { calls: Call[]
         return { status: 200, body: { metadata: { uid: 'uid-1' } } };
       }
       if (method === 'PATCH') return { status: 200, body: {} };
+      if (path.startsWith('/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/')) {
+        return answers.exists === false ? { status: 404, body: { message: 'not found' } } : { status: 200, body: {} };
+      }
       return { status: 404, body: { message: 'not found' } };
     },
   };
@@ -104,6 +107,21 @@ describe('self-registration', () => {
     answers.ready = false;
     expect((await registration.tick()).state).toBe('registered');
     expect(api.calls.filter((c) => c.method === 'PATCH')).toHaveLength(1);
+  });
+
+  it('puts an existing configuration back every resync period, but never re-creates one deleted after it applied it', async () => {
+    const answers = { ready: true, exists: true };
+    const api = fakeApi(answers);
+    const registration = startRegistration(api, options(0), () => true, logger, { loop: false });
+    await registration.tick();
+    await registration.tick();
+    expect(api.calls.filter((c) => c.method === 'PATCH')).toHaveLength(2);
+    answers.exists = false;
+    expect(await registration.tick()).toEqual({ state: 'deleted', name: 'rel-sandbox-webhook' });
+    expect(api.calls.filter((c) => c.method === 'PATCH')).toHaveLength(2);
+    writeFileSync(join(dir, 'configuration.yaml'), CONFIGURATION.replace('sandbox.sandbox-webhook.io', 'other.sandbox-webhook.io'));
+    expect((await registration.tick()).state).toBe('registered');
+    expect(api.calls.filter((c) => c.method === 'PATCH')).toHaveLength(3);
   });
 
   it('reports a CA file without a certificate as a failure and applies nothing', async () => {
