@@ -137,6 +137,7 @@ is deliberately no objectSelector: pod labels belong to tenants and must not exe
 {{- /* The ClusterRole Helm deletes on uninstall owns the configuration: the garbage collector removes it
 then, even when the pre-delete hook did not run. */}}
 {{- $_ := set $metadata "annotations" (dict "sandbox-webhook.io/owner-clusterrole" $fullname) }}
+{{- $_ := set $metadata.labels "app.kubernetes.io/managed-by" "sandbox-webhook" }}
 {{- else if eq $v.certificates.mode "certManager" }}
 {{- /* cert-manager's cainjector writes the serving certificate's CA into clientConfig.caBundle. */}}
 {{- $_ := set $metadata "annotations" (dict "cert-manager.io/inject-ca-from" (printf "%s/%s" $root.Release.Namespace (include "sandbox-webhook.tlsSecretName" $root))) }}
@@ -235,20 +236,17 @@ audit-mode policy (so that `policy.mode=audit` alone renders and denies nothing)
 {{- if not $vapValues.validationActions }}
 {{- $_ := set $vapValues "validationActions" (ternary (list "Warn" "Audit") (list "Deny") (eq (.Values.policy.mode | default "enforce") "audit")) }}
 {{- end }}
-{{- if not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}
-{{- fail (printf "Kubernetes %s is too old: the chart needs 1.30 or later (admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy, matchConditions)" .Capabilities.KubeVersion.Version) }}
+{{- /* Kubernetes 1.30 or later (Chart.yaml kubeVersion, which Helm checks) serves every built-in API the
+chart uses; the optional ones come from CRDs, checked here. `helm template` knows no cluster: pass
+--kube-version and --api-versions (as Argo CD does). */}}
+{{- if and .Values.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}
+{{- fail "serviceMonitor.enabled is true but the cluster does not serve monitoring.coreos.com/v1 ServiceMonitor: install the Prometheus Operator CRDs first, or pass --api-versions monitoring.coreos.com/v1 to helm template" }}
 {{- end }}
-{{- if and $vapValues.enabled (not (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy")) }}
-{{- fail "validatingAdmissionPolicy.enabled is true but the cluster does not serve admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy: set validatingAdmissionPolicy.enabled=false" }}
+{{- if and .Values.prometheusRule.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}
+{{- fail "prometheusRule.enabled is true but the cluster does not serve monitoring.coreos.com/v1 PrometheusRule: install the Prometheus Operator CRDs first, or pass --api-versions monitoring.coreos.com/v1 to helm template" }}
 {{- end }}
-{{- if and .Values.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) }}
-{{- fail "serviceMonitor.enabled is true but the cluster does not serve monitoring.coreos.com/v1 ServiceMonitor: install the Prometheus Operator CRDs first, or pass --api-versions monitoring.coreos.com/v1/ServiceMonitor to helm template" }}
-{{- end }}
-{{- if and .Values.prometheusRule.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule")) }}
-{{- fail "prometheusRule.enabled is true but the cluster does not serve monitoring.coreos.com/v1 PrometheusRule: install the Prometheus Operator CRDs first, or pass --api-versions monitoring.coreos.com/v1/PrometheusRule to helm template" }}
-{{- end }}
-{{- if and (eq .Values.certificates.mode "certManager") (not (.Capabilities.APIVersions.Has "cert-manager.io/v1/Certificate")) }}
-{{- fail "certificates.mode is certManager but the cluster does not serve cert-manager.io/v1 Certificate: install cert-manager first, or pass --api-versions cert-manager.io/v1/Certificate to helm template" }}
+{{- if and (eq .Values.certificates.mode "certManager") (not (.Capabilities.APIVersions.Has "cert-manager.io/v1")) }}
+{{- fail "certificates.mode is certManager but the cluster does not serve cert-manager.io/v1 Certificate: install cert-manager first, or pass --api-versions cert-manager.io/v1 to helm template" }}
 {{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" }}
