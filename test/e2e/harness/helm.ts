@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { REPO_ROOT, resolveBinary } from './binaries.js';
+import { pinnedVersions, REPO_ROOT, resolveBinary } from './binaries.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -76,8 +76,13 @@ export class Helm {
     return result.stdout;
   }
 
-  /** `helm template` of the chart with `values`; extra arguments (e.g. --api-versions) after. */
+  /**
+   * `helm template` of the chart with `values`, for the Kubernetes version our binaries are pinned to
+   * (without a cluster helm assumes an old one, below the chart's kubeVersion); extra arguments (e.g.
+   * --api-versions) after.
+   */
   async template(release: string, namespace: string, values: unknown, extra: readonly string[] = []): Promise<Manifest[]> {
-    return parseManifests(await this.ok(['template', release, CHART, '--namespace', namespace, '-f', this.valuesFile(values), ...extra]));
+    const args = ['template', release, CHART, '--namespace', namespace, '--kube-version', pinnedVersions().kubernetes, '-f', this.valuesFile(values), ...extra];
+    return parseManifests(await this.ok(args));
   }
 }
