@@ -13,13 +13,16 @@
 // chart's pre-delete hook at uninstall, or an operator switching the webhook off in an emergency
 // (docs/operations.md), and neither must be undone behind their back.
 //
-// Removal is not done here (a replica stopping cannot tell a rollout from an uninstall): the chart's
-// pre-delete hook deletes the configuration, and its ownerReference to the chart's ClusterRole lets the
-// garbage collector delete it when Helm deletes that role, even when the hook did not run.
+// Removal is mostly not done here (a replica stopping cannot tell a rollout from an uninstall): the
+// chart's pre-delete hook deletes the configuration, and its ownerReference to the chart's ClusterRole lets
+// the garbage collector delete it when Helm deletes that role, even when the hook did not run. The one
+// removal done here: when the replica's own namespace is being deleted (it has a deletionTimestamp), no
+// replica will ever answer again, so the first replica to see it deletes the configuration, before the
+// namespace controller deletes the ServiceAccount its token depends on.
 //
-// The RBAC this needs is narrow: get, patch and create on this one configuration name (the apiserver
-// authorizes the create of a server-side apply with the object's name), get on the owner ClusterRole,
-// list on EndpointSlices in the release namespace.
+// The RBAC this needs is narrow: get, patch, create and delete on this one configuration name (the
+// apiserver authorizes the create of a server-side apply with the object's name), get on the owner
+// ClusterRole and on namespaces, list on EndpointSlices in the release namespace.
 
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -47,6 +50,8 @@ export interface RegistrationOptions {
   readonly resyncMs: number;
   /** Deadline of each API request. */
   readonly requestTimeoutMs: number;
+  /** The replica's own namespace (POD_NAMESPACE); its deletion removes the configuration. */
+  readonly namespace?: string;
 }
 
 /** The annotation by which the chart names the ClusterRole that owns the configuration. */
@@ -56,6 +61,7 @@ export const FIELD_MANAGER = 'sandbox-webhook';
 export type RegistrationState =
   | { readonly state: 'waiting'; readonly reason: string }
   | { readonly state: 'deleted'; readonly name: string }
+  | { readonly state: 'namespace-deleted'; readonly name: string }
   | { readonly state: 'registered'; readonly name: string; readonly appliedAt: number }
   | { readonly state: 'failed'; readonly error: string };
 
@@ -204,9 +210,28 @@ export function startRegistration(
     return { name, uid };
   };
 
+  /** True (and the configuration deleted) when the replica's namespace is being deleted. */
+  const namespaceGone = async (name: string): Promise<boolean> => {
+    if (!options.namespace) return false;
+    const { status, body } = await request('GET', `/api/v1/namespaces/${options.namespace}`);
+    const metadata = isRecord(body) && isRecord(body.metadata) ? body.metadata : {};
+    if (status !== 404 && !(status === 200 && typeof metadata.deletionTimestamp === 'string')) return false;
+    const deleted = await request('DELETE', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${name}`);
+    if (deleted.status !== 200 && deleted.status !== 202 && deleted.status !== 404) {
+      throw new Error(`namespace ${options.namespace} is being deleted, but deleting MutatingWebhookConfiguration ${name} failed: ${statusMessage(deleted.body, deleted.status)}`);
+    }
+    return true;
+  };
+
   const tick = async (): Promise<RegistrationState> => {
+    if (current.state === 'namespace-deleted') return current;
     try {
       const configuration = parseConfiguration(await readFile(options.configurationFile, 'utf8'), options.configurationFile);
+      if (await namespaceGone(configuration.name)) {
+        current = { state: 'namespace-deleted', name: configuration.name };
+        logger.warn({ configuration: configuration.name, namespace: options.namespace }, 'namespace is being deleted: webhook configuration deleted');
+        return current;
+      }
       const waiting = await gate(configuration);
       if (waiting) {
         current = current.state === 'registered' ? current : { state: 'waiting', reason: waiting };
@@ -244,7 +269,13 @@ export function startRegistration(
       return current;
     } finally {
       const line =
-        current.state === 'registered' ? '' : current.state === 'waiting' ? current.reason : current.state === 'failed' ? current.error : 'deleted';
+        current.state === 'registered' || current.state === 'namespace-deleted'
+          ? ''
+          : current.state === 'waiting'
+            ? current.reason
+            : current.state === 'failed'
+              ? current.error
+              : 'deleted';
       if (line !== lastLogged) {
         if (current.state === 'failed') logger.error({ error: line }, 'webhook registration failed; retrying');
         else if (current.state === 'waiting') logger.info({ reason: line }, 'webhook registration waiting');

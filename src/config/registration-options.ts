@@ -3,6 +3,7 @@
 //   CA_BUNDLE_FILE              PEM of the serving certificate's CA (required with the above)
 //   REGISTRATION_INTERVAL_MS    how often to check and apply [2000]
 //   REGISTRATION_RESYNC_SECONDS apply again at least this often [60]
+//   POD_NAMESPACE               the replica's namespace: when it is being deleted, so is the configuration
 // Validated once, every error named, like the other options (options.ts).
 
 import { resolve } from 'node:path';
@@ -34,6 +35,7 @@ export function registrationOptions(env: NodeJS.ProcessEnv): RegistrationOptions
     intervalMs: integer('REGISTRATION_INTERVAL_MS', env.REGISTRATION_INTERVAL_MS, 2000, 100, 600_000, errors),
     resyncMs: 1000 * integer('REGISTRATION_RESYNC_SECONDS', env.REGISTRATION_RESYNC_SECONDS, 60, 1, 86_400, errors),
     requestTimeoutMs: 5000,
+    ...(env.POD_NAMESPACE ? { namespace: env.POD_NAMESPACE } : {}),
   };
   return errors.length > 0 ? { ok: false, errors } : { ok: true, options: Object.freeze(options) };
 }

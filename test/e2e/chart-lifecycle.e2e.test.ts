@@ -15,7 +15,7 @@
 // the pre-delete hook.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { AdmissionregistrationV1Api, CoreV1Api, DiscoveryV1Api, type V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, DiscoveryV1Api, NodeV1Api, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Helm, CHART } from './harness/helm.js';
 import { runChartReplica, runHookJob, runHookPod, type ChartReplica } from './harness/chart-pods.js';
@@ -165,7 +165,7 @@ afterAll(async () => {
   await controllerManager?.stop();
   if (installed) await helm.run(['uninstall', RELEASE, '--namespace', namespace, '--no-hooks']);
   await admission.deleteMutatingWebhookConfiguration({ name: FULLNAME }).catch(() => undefined);
-  await kc.makeApiClient((await import('@kubernetes/client-node')).NodeV1Api).deleteRuntimeClass({ name: RUNTIME_CLASS }).catch(() => undefined);
+  await kc.makeApiClient(NodeV1Api).deleteRuntimeClass({ name: RUNTIME_CLASS }).catch(() => undefined);
   for (const ns of [namespace, tenant]) if (ns) await deleteNamespace(kc, ns);
   if (dir) removeTempDir(dir);
 });
@@ -286,6 +286,34 @@ describe('helm uninstall when the pre-delete hook does not run (--no-hooks)', ()
     figures['ClusterRole deleted to configuration collected (ms)'] = await until('collected', async () => (await configuration()) === undefined);
     await replica.stop();
     replica = undefined;
+  });
+});
+
+describe('the release namespace deleted under a running release', () => {
+  it('a replica deletes the configuration as soon as its namespace is being deleted, and pod creation keeps working', async (context) => {
+    if (!controllerManager) context.skip('kube-controller-manager not built (hack/build-binaries.sh --with-controller-manager)');
+    const doomed = await createNamespace(kc, 'chart-lc-doomed');
+    phase = 'namespace deleted';
+    // The RuntimeClass kept by the earlier uninstalls belongs to the release in the other namespace.
+    await helm.ok(['install', RELEASE, CHART, '--namespace', doomed, '-f', helm.valuesFile({ ...baseValues(), runtimeClass: { create: false } })]);
+    const doomedReplica = await runChartReplica({ kc, namespace: doomed, fullname: FULLNAME, dir: join(dir, 'replica-doomed'), certDir, port });
+    try {
+      await until('registered', async () => (await configuration()) !== undefined);
+      await until('pods sandboxed', async () => inPhase(phase).some((a) => a.sandboxed), 10_000);
+      const started = Date.now();
+      await core.deleteNamespace({ name: doomed });
+      figures['namespace deletion to configuration deleted by the replica (ms)'] = await until('deleted', async () => (await configuration()) === undefined, 10_000);
+      figures['namespace deletion to configuration deleted, measured from the delete call (ms)'] = Date.now() - started;
+      expect(doomedReplica.webhook.logs()).toContain('namespace is being deleted: webhook configuration deleted');
+    } finally {
+      await doomedReplica.stop();
+      // Helm's record went with the namespace: the cluster-scoped objects of the release stay behind.
+      const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+      await rbac.deleteClusterRoleBinding({ name: FULLNAME }).catch(() => undefined);
+      await rbac.deleteClusterRole({ name: FULLNAME }).catch(() => undefined);
+    }
+    await sleep(500);
+    expect(inPhase(phase).filter((a) => !a.ok)).toEqual([]);
   });
 });
 

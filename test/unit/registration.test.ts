@@ -27,7 +27,7 @@ interface Call {
 }
 
 /** An API that answers from a table keyed by method and path prefix, and records every call. */
-function fakeApi(answers: { ready: boolean; exists?: boolean }): RegistrationApi & { calls: Call[] } {
+function fakeApi(answers: { ready: boolean; exists?: boolean; namespaceDeleting?: boolean }): RegistrationApi & { calls: Call[] } {
   const calls: Call[] = [];
   return {
     calls,
@@ -39,7 +39,10 @@ function fakeApi(answers: { ready: boolean; exists?: boolean }): RegistrationApi
       if (path === '/apis/rbac.authorization.k8s.io/v1/clusterroles/rel-sandbox-webhook') {
         return { status: 200, body: { metadata: { uid: 'uid-1' } } };
       }
-      if (method === 'PATCH') return { status: 200, body: {} };
+      if (method === 'PATCH' || method === 'DELETE') return { status: 200, body: {} };
+      if (path === '/api/v1/namespaces/sw') {
+        return { status: 200, body: { metadata: answers.namespaceDeleting ? { deletionTimestamp: '2026-11-30T07:00:00Z' } : {} } };
+      }
       if (path.startsWith('/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/')) {
         return answers.exists === false ? { status: 404, body: { message: 'not found' } } : { status: 200, body: {} };
       }
@@ -122,6 +125,20 @@ describe('self-registration', () => {
     writeFileSync(join(dir, 'configuration.yaml'), CONFIGURATION.replace('sandbox.sandbox-webhook.io', 'other.sandbox-webhook.io'));
     expect((await registration.tick()).state).toBe('registered');
     expect(api.calls.filter((c) => c.method === 'PATCH')).toHaveLength(3);
+  });
+
+  it('deletes the configuration once its own namespace is being deleted, and never applies it again', async () => {
+    const answers = { ready: true, namespaceDeleting: false };
+    const api = fakeApi(answers);
+    const registration = startRegistration(api, { ...options(0), namespace: 'sw' }, () => true, logger, { loop: false });
+    expect((await registration.tick()).state).toBe('registered');
+    answers.namespaceDeleting = true;
+    expect(await registration.tick()).toEqual({ state: 'namespace-deleted', name: 'rel-sandbox-webhook' });
+    expect(api.calls.filter((c) => c.method === 'DELETE').map((c) => c.path)).toEqual([
+      '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/rel-sandbox-webhook',
+    ]);
+    await registration.tick();
+    expect(api.calls.filter((c) => c.method === 'PATCH')).toHaveLength(1);
   });
 
   it('reports a CA file without a certificate as a failure and applies nothing', async () => {

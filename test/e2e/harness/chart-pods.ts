@@ -97,6 +97,7 @@ export async function runChartReplica(options: ChartReplicaOptions): Promise<Cha
       WEBHOOK_CONFIGURATION_FILE: join(registrationDir, 'mutatingwebhookconfiguration.yaml'),
       CA_BUNDLE_FILE: join(registrationDir, 'ca.crt'),
       REGISTRATION_INTERVAL_MS: '200',
+      POD_NAMESPACE: options.namespace,
       RELOAD_INTERVAL_MS: '200',
       ...options.env,
     },
