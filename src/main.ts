@@ -9,10 +9,13 @@ import { resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { offlineFacts } from './admission/facts.js';
 import { startServerAudit, type ServerAudit } from './audit/index.js';
-import { connectCluster } from './cluster/index.js';
+import { connectCluster, loadKubeConfig } from './cluster/index.js';
+import { HttpKubeApi } from './cluster/kube-api.js';
+import { startRegistration, type Registration } from './cluster/registration.js';
 import { watchFiles } from './config/file-watch.js';
 import { packageRoot, parseOptions, usage, type Options } from './config/options.js';
 import { loadPolicyFile, parsePolicyText } from './config/policy-file.js';
+import { registrationOptions } from './config/registration-options.js';
 import type { Policy } from './policy/policy.js';
 import { buildApp } from './server/app.js';
 import { startMetricsServer, type MetricsServer } from './server/metrics-server.js';
@@ -64,6 +67,11 @@ function flushLogs(): void {
 }
 
 async function run(options: Options, logger: Logger): Promise<number> {
+  const registering = registrationOptions(process.env);
+  if (!registering.ok) {
+    process.stderr.write(`sandbox-webhook: invalid options:\n${registering.errors.map((e) => `  ${e}`).join('\n')}\n`);
+    return 2;
+  }
   const metrics = new Metrics({ processMetrics: true, version: version() });
 
   // The bytes the reload watch compares against, read before the policy is loaded: a change in
@@ -207,6 +215,13 @@ async function run(options: Options, logger: Logger): Promise<number> {
     await cluster?.stop();
     return 1;
   }
+  // Self-registration (chart default): the webhook configuration appears once this replica is ready.
+  let registration: Registration | undefined;
+  if (registering.options) {
+    const loadedConfig = await loadKubeConfig({ kubeconfig: options.kubeconfig, offline: options.offline });
+    if (!loadedConfig) logger.error('self-registration needs cluster access; running offline, not registering');
+    else registration = startRegistration(new HttpKubeApi(loadedConfig.kubeConfig), registering.options, () => readiness().ready, logger);
+  }
   logger.info(
     {
       port: options.port,
@@ -226,6 +241,7 @@ async function run(options: Options, logger: Logger): Promise<number> {
     const shutdown = (signal: NodeJS.Signals): void => {
       if (shuttingDown) return;
       shuttingDown = true;
+      registration?.close();
       const startedAt = performance.now();
       const elapsedMs = (): number => Math.round(performance.now() - startedAt);
       // The pod is being deleted: endpoints and kube-proxy stop sending here within a few seconds,

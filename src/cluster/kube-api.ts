@@ -52,8 +52,8 @@ export interface KubeApi {
 
 /** Writes, for the few objects the webhook keeps itself (the audit's Lease). */
 export interface KubeWriteApi extends Pick<KubeApi, 'get'> {
-  /** Resolves with any HTTP status and the parsed JSON body; rejects on transport errors, deadline, abort. */
-  send(method: 'POST' | 'PUT', path: string, body: unknown, options: GetOptions): Promise<{ status: number; body: unknown }>;
+  /** A JSON body; resolves with any HTTP status and the parsed JSON body; rejects on transport errors, deadline, abort. */
+  sendJson(method: 'POST' | 'PUT', path: string, body: unknown, options: GetOptions): Promise<{ status: number; body: unknown }>;
 }
 
 /** An answer from the API server other than success, with its metav1.Status details when it sent them. */
@@ -136,7 +136,7 @@ export class HttpKubeApi implements KubeApi, KubeWriteApi {
     timeoutMs: number,
     signal: AbortSignal | undefined,
     method = 'GET',
-    payload?: string,
+    payload?: { body: string; contentType: string },
   ): Promise<{ request: ClientRequest; response: IncomingMessage }> {
     const options: RequestOptions = { headers: {} };
     await this.kubeConfig.applyToHTTPSOptions(options);
@@ -147,7 +147,7 @@ export class HttpKubeApi implements KubeApi, KubeWriteApi {
       const request = send(url, {
         ...options,
         method,
-        headers: { ...options.headers, accept: 'application/json', ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: { ...options.headers, accept: 'application/json', ...(payload ? { 'content-type': payload.contentType } : {}) },
         ...(signal ? { signal } : {}),
       });
       const timer = setTimeout(() => request.destroy(new DeadlineError(`${method} ${url.pathname}: no answer within ${timeoutMs} ms`)), timeoutMs);
@@ -159,18 +159,30 @@ export class HttpKubeApi implements KubeApi, KubeWriteApi {
         clearTimeout(timer);
         reject(error);
       });
-      request.end(payload);
+      request.end(payload?.body);
     });
   }
 
-  async get(path: string, options: GetOptions): Promise<{ status: number; body: unknown }> {
-    return this.send('GET', path, undefined, options);
+  get(path: string, options: GetOptions): Promise<{ status: number; body: unknown }> {
+    return this.send('GET', path, options);
   }
 
-  /** A JSON request with a body (POST, PUT), with the same deadline as get(); resolves with any HTTP status. */
-  async send(method: string, path: string, body: unknown, options: GetOptions): Promise<{ status: number; body: unknown }> {
+  sendJson(method: 'POST' | 'PUT', path: string, body: unknown, options: GetOptions): Promise<{ status: number; body: unknown }> {
+    return this.send(method, path, { ...options, body: JSON.stringify(body) });
+  }
+
+  /**
+   * Any request with an optional body (e.g. a server-side apply PATCH), under the same whole-request
+   * deadline as get(); resolves with any HTTP status and the parsed JSON body.
+   */
+  async send(
+    method: string,
+    path: string,
+    options: GetOptions & { body?: string; contentType?: string },
+  ): Promise<{ status: number; body: unknown }> {
     const started = Date.now();
-    const { request, response } = await this.open(path, options.timeoutMs, options.signal, method, body === undefined ? undefined : JSON.stringify(body));
+    const payload = options.body === undefined ? undefined : { body: options.body, contentType: options.contentType ?? 'application/json' };
+    const { request, response } = await this.open(path, options.timeoutMs, options.signal, method, payload);
     // Once the response has begun, a destroyed request surfaces on it as a bare "aborted": keep the cause.
     let cause: Error | undefined;
     const timer = setTimeout(

@@ -113,7 +113,7 @@ export class LeaderElector {
     const read = await api.get(`${this.path}/${encodeURIComponent(name)}`, { timeoutMs });
     const nowMs = this.now();
     if (read.status === 404) {
-      const created = await api.send('POST', this.path, this.lease(nowMs, { metadata: { name }, spec: { leaseTransitions: 0, acquireTime: microTime(nowMs) } }), { timeoutMs });
+      const created = await api.sendJson('POST', this.path, this.lease(nowMs, { metadata: { name }, spec: { leaseTransitions: 0, acquireTime: microTime(nowMs) } }), { timeoutMs });
       return created.status === 201 || created.status === 200;
     }
     if (read.status !== 200 || !isRecord(read.body)) throw new Error(`GET lease ${name}: HTTP ${read.status}`);
@@ -131,7 +131,7 @@ export class LeaderElector {
         ? { spec: { ...spec, renewTime: microTime(nowMs), leaseDurationSeconds: this.leaseDurationMs / 1000 } }
         : (this.lease(nowMs, { spec: { leaseTransitions: transitions + 1, acquireTime: microTime(nowMs) } }) as { spec: Record<string, unknown> });
     const body: Record<string, unknown> = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: lease.metadata, ...update };
-    const written = await api.send('PUT', `${this.path}/${encodeURIComponent(name)}`, body, { timeoutMs });
+    const written = await api.sendJson('PUT', `${this.path}/${encodeURIComponent(name)}`, body, { timeoutMs });
     if (written.status === 200) {
       this.observed = { record: JSON.stringify({ holder: this.identity, renewTime: update.spec.renewTime }), atMs: nowMs };
       return true;
@@ -157,7 +157,7 @@ export class LeaderElector {
     const spec = isRecord(read.body.spec) ? read.body.spec : {};
     if (spec.holderIdentity !== this.identity) return;
     const body = { ...read.body, spec: { ...spec, holderIdentity: '', leaseDurationSeconds: 1 } };
-    await api.send('PUT', `${this.path}/${encodeURIComponent(name)}`, body, { timeoutMs: 5000 });
+    await api.sendJson('PUT', `${this.path}/${encodeURIComponent(name)}`, body, { timeoutMs: 5000 });
   }
 }
 

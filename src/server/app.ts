@@ -315,7 +315,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           outcome: summary.outcome,
           allowed: response.allowed,
           denialReason,
-          reason: loggedText(summary.reason),
+          // Already capped by the admission core (the denial message's cap), and logged whole: it is
+          // the same text the user saw, so an admin can find a denial by it.
+          reason: summary.reason,
           durationMs: Math.round(durationMs * 1000) / 1000,
         },
         'admission',

@@ -68,7 +68,10 @@ const INSTALL_VALUES = {
   // Ignore until the local process serves the webhook: the chart's Service never has endpoints here.
   // How the apiserver's dial to its ClusterIP fails depends on the host's network (refused, answered by
   // something else, or silent until the timeout); 2 s bounds each failed-open call.
-  webhook: { failurePolicy: 'Ignore', timeoutSeconds: 2 },
+  // Registration by Helm: this file covers that mode; chart-lifecycle.e2e.test.ts covers the default,
+  // registration by the replicas, and the hooks (no hook Job runs here without a kubelet).
+  webhook: { failurePolicy: 'Ignore', timeoutSeconds: 2, registration: 'helm' },
+  hooks: { webhooksCleanup: { enabled: false } },
   policy: { runtimeClassName: RUNTIME_CLASS, acceptedRuntimeClasses: [RUNTIME_CLASS] },
   runtimeClass: {
     create: true,
@@ -88,8 +91,10 @@ const EXPECTED_KINDS = [
   'MutatingWebhookConfiguration',
   'NetworkPolicy',
   'PodDisruptionBudget',
+  'ResourceQuota',
   'RuntimeClass',
   'Secret',
+  'Service',
   'Service',
   'ServiceAccount',
   'ValidatingAdmissionPolicy',

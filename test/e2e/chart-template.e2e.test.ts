@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { parsePolicyText } from '../../src/config/policy-file.js';
-import { REPO_ROOT, resolveBinary } from './harness/binaries.js';
+import { pinnedVersions, REPO_ROOT, resolveBinary } from './harness/binaries.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -53,6 +53,7 @@ interface MutatingWebhook {
 interface Container {
   name: string;
   image: string;
+  args?: string[];
   env: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
   ports: { name: string; containerPort: number }[];
   livenessProbe: { httpGet: { path: string; port: string | number; scheme: string } };
@@ -98,8 +99,12 @@ interface Rendered {
   one<T extends Manifest = Manifest>(kind: string): T;
   /** Every object of this kind. */
   every<T extends Manifest = Manifest>(kind: string): T[];
+  /** The MutatingWebhookConfiguration: the manifest (registration helm), or the one in the ConfigMap the replicas apply (server). */
+  configuration(): Manifest & { webhooks: MutatingWebhook[] };
+  /** Its pods webhook (the first). */
   webhook(): MutatingWebhook;
   deployment(): Deployment;
+  configMap(suffix: string): Manifest & { data: Record<string, string> };
 }
 
 function parseManifests(text: string): Manifest[] {
@@ -116,16 +121,25 @@ function rendered(text: string): Rendered {
     if (found.length !== 1) throw new Error(`expected one ${kind}, rendered ${found.length}`);
     return found[0] as T;
   };
+  const configMap = (suffix: string): Manifest & { data: Record<string, string> } => {
+    const found = every<Manifest & { data: Record<string, string> }>('ConfigMap').find((m) => m.metadata.name === `${FULLNAME}-${suffix}`);
+    if (!found) throw new Error(`no ConfigMap ${FULLNAME}-${suffix}`);
+    return found;
+  };
+  const configuration = (): Manifest & { webhooks: MutatingWebhook[] } => {
+    const manifests = every<Manifest & { webhooks: MutatingWebhook[] }>('MutatingWebhookConfiguration');
+    if (manifests.length === 1) return manifests[0] as Manifest & { webhooks: MutatingWebhook[] };
+    expect(manifests).toEqual([]);
+    return parse(configMap('webhook').data['mutatingwebhookconfiguration.yaml'] ?? '') as Manifest & { webhooks: MutatingWebhook[] };
+  };
   return {
     all,
     one,
     every,
-    webhook: () => {
-      const webhooks = (one('MutatingWebhookConfiguration') as Manifest & { webhooks: MutatingWebhook[] }).webhooks;
-      expect(webhooks).toHaveLength(1);
-      return webhooks[0] as MutatingWebhook;
-    },
+    configuration,
+    webhook: () => configuration().webhooks[0] as MutatingWebhook,
     deployment: () => one<Deployment>('Deployment'),
+    configMap,
   };
 }
 
@@ -159,12 +173,16 @@ async function helm(args: readonly string[]): Promise<HelmResult> {
   }
 }
 
-function templateArgs(values: Values, namespace = NAMESPACE): string[] {
-  return ['template', RELEASE, CHART, '--namespace', namespace, '-f', valuesFile(values)];
+/** Without a cluster helm assumes an old Kubernetes: name ours. Hooks (cleanup, helm test) are left out but where asked for. */
+/** The CRD-served APIs the optional objects need, as a cluster with cert-manager and the Prometheus Operator serves them. */
+const WITH_CRDS = ['--api-versions', 'cert-manager.io/v1', '--api-versions', 'monitoring.coreos.com/v1'];
+
+function templateArgs(values: Values, namespace = NAMESPACE, extra: readonly string[] = ['--no-hooks', ...WITH_CRDS]): string[] {
+  return ['template', RELEASE, CHART, '--namespace', namespace, '--kube-version', pinnedVersions().kubernetes, '-f', valuesFile(values), ...extra];
 }
 
-async function template(values: Values = {}, namespace = NAMESPACE): Promise<Rendered> {
-  const result = await helm(templateArgs(values, namespace));
+async function template(values: Values = {}, namespace = NAMESPACE, extra?: readonly string[]): Promise<Rendered> {
+  const result = await helm(templateArgs(values, namespace, extra));
   if (result.code !== 0) throw new Error(`helm template failed (exit ${result.code}):\n${result.stderr}`);
   return rendered(result.stdout);
 }
@@ -216,14 +234,15 @@ describe('helm lint --strict', () => {
       values: () => ({
         runtimeClass: { create: true, scheduling: { nodeSelector: { 'sandbox-webhook.io/runsc': 'true' } } },
         networkPolicy: { enabled: true },
-        serviceMonitor: { enabled: true },
-        priorityClassName: 'system-cluster-critical',
+        grafanaDashboard: { enabled: true },
+        hostNetwork: true,
+        service: { ipFamilyPolicy: 'PreferDualStack', ipFamilies: ['IPv6', 'IPv4'] },
       }),
     },
   ];
   for (const { name, values } of cases) {
     it(name, async () => {
-      const result = await helm(['lint', '--strict', CHART, '--namespace', NAMESPACE, '-f', valuesFile(values())]);
+      const result = await helm(['lint', '--strict', CHART, '--namespace', NAMESPACE, '--kube-version', pinnedVersions().kubernetes, '-f', valuesFile(values())]);
       expect(result.stderr + result.stdout).toContain('0 chart(s) failed');
       expect(result.code).toBe(0);
     });
@@ -245,7 +264,7 @@ describe('the MutatingWebhookConfiguration', () => {
   }
 
   for (const { name, values } of modes) {
-    it(`${name}, follows the contract: pods CREATE, v1, no side effects, reinvoked if needed`, async () => {
+    it(`${name}, follows the contract: pods CREATE and UPDATE, ephemeral containers, v1, no side effects, reinvoked if needed`, async () => {
       const webhook = (await template(values())).webhook();
       expect(webhook.name).toBe('sandbox.sandbox-webhook.io');
       expect(webhook.name.split('.').length).toBeGreaterThanOrEqual(3);
@@ -256,7 +275,8 @@ describe('the MutatingWebhookConfiguration', () => {
       expect(webhook.failurePolicy).toBe('Fail');
       expect(webhook.timeoutSeconds).toBe(5);
       expect(webhook.rules).toEqual([
-        { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' },
+        { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['pods'], scope: 'Namespaced' },
+        { apiGroups: [''], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['pods/ephemeralcontainers'], scope: 'Namespaced' },
       ]);
       // Pod labels belong to tenants: they must never exempt a pod (KUBERNETES.md §4).
       expect(webhook.objectSelector).toBeUndefined();
@@ -269,20 +289,30 @@ describe('the MutatingWebhookConfiguration', () => {
       const webhook = chart.webhook();
       expect(webhook.clientConfig.url).toBeUndefined();
       expect(webhook.clientConfig.service).toEqual({ name: FULLNAME, namespace: NAMESPACE, path: '/mutate', port: 443 });
-      const service = chart.one<Manifest & { spec: { ports: { port: number; targetPort: string }[] } }>('Service');
+      const service = chart.every<Manifest & { spec: { ports: { port: number; targetPort: string }[] } }>('Service').find((m) => m.metadata.name === FULLNAME);
+      if (!service) throw new Error('no webhook Service');
       expect(service.metadata.name).toBe(FULLNAME);
       expect(service.spec.ports).toEqual([expect.objectContaining({ port: 443, targetPort: 'https' })]);
       const container = chart.deployment().spec.template.spec.containers[0];
-      expect(container?.ports).toEqual([expect.objectContaining({ name: 'https', containerPort: 8443 })]);
+      expect(container?.ports).toEqual([
+        expect.objectContaining({ name: 'https', containerPort: 8443 }),
+        expect.objectContaining({ name: 'metrics', containerPort: 8080 }),
+      ]);
     });
   }
 
-  it('with a generated certificate, trusts exactly the CA stored in the Secret, which signed a certificate for the Service', async () => {
+  it('with a generated certificate, registers with exactly the CA stored in the Secret, which signed a certificate for the Service', async () => {
     const chart = await template();
     const webhook = chart.webhook();
     const secret = chart.one<Manifest & { type: string; data: Record<string, string> }>('Secret');
     expect(secret.type).toBe('kubernetes.io/tls');
-    expect(webhook.clientConfig.caBundle).toBe(secret.data['ca.crt']);
+    // The replicas write the caBundle from the mounted ca.crt of that Secret.
+    expect(webhook.clientConfig.caBundle).toBeUndefined();
+    const container = chart.deployment().spec.template.spec.containers[0] as Container;
+    expect(container.env).toContainEqual({ name: 'CA_BUNDLE_FILE', value: '/etc/sandbox-webhook/tls/ca.crt' });
+    const tlsVolume = chart.deployment().spec.template.spec.volumes.find((v) => v.name === 'tls') as { secret?: { items?: { key: string }[] } } | undefined;
+    expect(tlsVolume?.secret?.items?.map((i) => i.key)).toEqual(['tls.crt', 'tls.key', 'ca.crt']);
+    expect((await template({ webhook: { registration: 'helm' } })).webhook().clientConfig.caBundle).toBeDefined();
     const ca = new X509Certificate(decodeBase64(secret.data['ca.crt'] ?? ''));
     const serving = new X509Certificate(decodeBase64(secret.data['tls.crt'] ?? ''));
     expect(ca.ca).toBe(true);
@@ -294,8 +324,8 @@ describe('the MutatingWebhookConfiguration', () => {
     expect(volume?.secret?.secretName).toBe(secret.metadata.name);
   });
 
-  it('with cert-manager, leaves the caBundle to the cainjector, pointed at the serving Certificate', async () => {
-    const chart = await template({ certificates: { mode: 'certManager' } });
+  it('with cert-manager and registration by Helm, leaves the caBundle to the cainjector, pointed at the serving Certificate', async () => {
+    const chart = await template({ certificates: { mode: 'certManager' }, webhook: { registration: 'helm' } });
     const webhook = chart.webhook();
     expect(webhook.clientConfig.caBundle).toBeUndefined();
     const annotation = chart.one('MutatingWebhookConfiguration').metadata.annotations?.['cert-manager.io/inject-ca-from'];
@@ -319,9 +349,12 @@ describe('the MutatingWebhookConfiguration', () => {
     expect(serving.spec.issuerRef).toEqual({ name: 'cluster-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' });
   });
 
-  it('with an existing Secret, trusts the given CA and mounts that Secret', async () => {
+  it('with an existing Secret, registers with the given CA and mounts that Secret', async () => {
     const chart = await template(existingSecretValues());
-    expect(decodeBase64(chart.webhook().clientConfig.caBundle ?? '')).toBe(somePemCa);
+    expect(chart.configMap('webhook').data['ca.crt']?.trim()).toBe(somePemCa.trim());
+    expect(chart.deployment().spec.template.spec.containers[0]?.env).toContainEqual({ name: 'CA_BUNDLE_FILE', value: '/etc/sandbox-webhook/registration/ca.crt' });
+    const byHelm = await template({ ...existingSecretValues(), webhook: { registration: 'helm' } });
+    expect(decodeBase64(byHelm.webhook().clientConfig.caBundle ?? '')).toBe(somePemCa);
     expect(chart.every('Secret')).toHaveLength(0);
     const volume = chart.deployment().spec.template.spec.volumes.find((v) => v.name === 'tls');
     expect(volume?.secret?.secretName).toBe('webhook-tls');
@@ -403,13 +436,14 @@ describe('the Deployment', () => {
     expect(pod.automountServiceAccountToken).toBe(true);
     expect(pod.serviceAccountName).toBe(FULLNAME);
     expect(pod.terminationGracePeriodSeconds).toBe(30);
-    expect(pod.priorityClassName).toBeUndefined();
+    // A fail-closed webhook must not be preempted by tenant pods; throttling it would turn into denials.
+    expect(pod.priorityClassName).toBe('system-cluster-critical');
     const term = pod.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution?.[0]?.podAffinityTerm;
     expect(term?.topologyKey).toBe('kubernetes.io/hostname');
     expect(pod.topologySpreadConstraints?.[0]?.labelSelector?.matchLabels).toEqual(deployment.spec.selector.matchLabels);
     const container = pod.containers[0] as Container;
     expect(container.resources.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
-    expect(container.resources.limits).toMatchObject({ memory: expect.any(String) });
+    expect(container.resources.limits).toEqual({ memory: expect.any(String) });
     expect(container.env).toContainEqual({ name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } });
     expect(container.image).toBe('sandbox-webhook:0.1.0');
   });
@@ -426,11 +460,14 @@ describe('the Deployment', () => {
       LOG_LEVEL: 'info',
       REQUEST_TIMEOUT_MS: '2500',
       SHUTDOWN_DELAY_SECONDS: '5',
+      HOST: '0.0.0.0',
+      METRICS_PORT: '8080',
+      WEBHOOK_CONFIGURATION_FILE: '/etc/sandbox-webhook/registration/mutatingwebhookconfiguration.yaml',
     });
     // A subPath mount is never updated by the kubelet, which would defeat the hot reload.
     expect(container.volumeMounts.filter((m) => m.subPath !== undefined)).toEqual([]);
     const volumes = chart.deployment().spec.template.spec.volumes;
-    expect(volumes.find((v) => v.name === 'policy')?.configMap?.name).toBe(chart.one('ConfigMap').metadata.name);
+    expect(volumes.find((v) => v.name === 'policy')?.configMap?.name).toBe(chart.configMap('policy').metadata.name);
   });
 
   it('tells the server to answer within half the apiserver timeout, so that its own fail-closed answer decides', async () => {
@@ -469,20 +506,29 @@ describe('RBAC', () => {
       .map((r) => ({ apiGroups: [...r.apiGroups].sort(), resources: [...r.resources].sort(), verbs: [...r.verbs].sort() }))
       .sort((a, b) => a.resources.join().localeCompare(b.resources.join()));
     expect(normalised).toEqual([
+      { apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterroles'], verbs: ['get'] },
+      { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], verbs: ['create', 'delete', 'get', 'patch'] },
       { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get', 'list', 'watch'] },
     ]);
+    // Self-registration touches only its own configuration and reads only its own role.
+    for (const rule of role.rules.filter((r) => r.resources.includes('mutatingwebhookconfigurations') || r.resources.includes('clusterroles'))) {
+      expect((rule as PolicyRule & { resourceNames?: string[] }).resourceNames).toEqual([FULLNAME]);
+    }
     const binding = chart.one<Manifest & { roleRef: { name: string }; subjects: unknown[] }>('ClusterRoleBinding');
     expect(binding.roleRef.name).toBe(role.metadata.name);
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: FULLNAME, namespace: NAMESPACE }]);
-    expect(chart.every('Role')).toEqual([]);
-    expect(chart.every('RoleBinding')).toEqual([]);
+    const roles = chart.every<Manifest & { rules: PolicyRule[] }>('Role');
+    expect(roles.map((r) => [r.metadata.namespace, r.rules])).toEqual([[NAMESPACE, [{ apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list'] }]]]);
+    const registrationByHelm = await template({ webhook: { registration: 'helm' } });
+    expect(registrationByHelm.one<Manifest & { rules: PolicyRule[] }>('ClusterRole').rules).toHaveLength(2);
+    expect(registrationByHelm.every('Role')).toEqual([]);
   });
 });
 
 describe('the policy ConfigMap', () => {
   async function renderedPolicy(values: Values = {}, namespace = NAMESPACE): Promise<string> {
-    const configMap = (await template(values, namespace)).one<Manifest & { data: Record<string, string> }>('ConfigMap');
+    const configMap = (await template(values, namespace)).configMap('policy');
     return configMap.data['policy.yaml'] ?? '';
   }
 
@@ -590,7 +636,7 @@ describe('values that the chart refuses', () => {
     },
     {
       name: 'a denying ValidatingAdmissionPolicy with an audit-mode policy is rejected',
-      values: () => ({ policy: { mode: 'audit' } }),
+      values: () => ({ policy: { mode: 'audit' }, validatingAdmissionPolicy: { validationActions: ['Deny'] } }),
       message: /validationActions contains Deny but policy\.mode is audit/,
     },
     {
@@ -617,10 +663,14 @@ describe('optional resources', () => {
         'ClusterRole',
         'ClusterRoleBinding',
         'ConfigMap',
+        'ConfigMap',
         'Deployment',
-        'MutatingWebhookConfiguration',
         'PodDisruptionBudget',
+        'ResourceQuota',
+        'Role',
+        'RoleBinding',
         'Secret',
+        'Service',
         'Service',
         'ServiceAccount',
         'ValidatingAdmissionPolicy',
@@ -697,12 +747,15 @@ describe('optional resources', () => {
     expect(chart.every('ValidatingAdmissionPolicyBinding')).toEqual([]);
   });
 
-  it('the NetworkPolicy admits 8443 from anywhere and lets the pods reach only the apiserver', async () => {
+  it('the NetworkPolicy admits 8443 from anywhere, 8080 only from the monitoring namespace, and lets the pods reach only the apiserver', async () => {
     const policy = (await template({ networkPolicy: { enabled: true } })).one<
       Manifest & { spec: { policyTypes: string[]; ingress: { from?: unknown; ports: unknown[] }[]; egress: { to?: unknown; ports: unknown[] }[] } }
     >('NetworkPolicy');
     expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
-    expect(policy.spec.ingress).toEqual([{ ports: [{ protocol: 'TCP', port: 8443 }] }]);
+    expect(policy.spec.ingress).toEqual([
+      { ports: [{ protocol: 'TCP', port: 8443 }] },
+      { ports: [{ protocol: 'TCP', port: 8080 }], from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }] },
+    ]);
     expect(policy.spec.egress).toEqual([
       {
         ports: [
@@ -713,14 +766,144 @@ describe('optional resources', () => {
     ]);
   });
 
-  it('the ServiceMonitor scrapes /metrics over HTTPS, verifying the serving certificate', async () => {
-    const monitor = (await template({ serviceMonitor: { enabled: true } })).one<
-      Manifest & { spec: { endpoints: { port: string; scheme: string; path: string; tlsConfig: { serverName: string; ca: unknown } }[] } }
-    >('ServiceMonitor');
+  it('the ServiceMonitor scrapes /metrics over plain HTTP from the metrics Service, which the webhook Service never exposes', async () => {
+    const chart = await template({ serviceMonitor: { enabled: true } });
+    const monitor = chart.one<Manifest & { spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; scheme: string; path: string; tlsConfig?: unknown }[] } }>(
+      'ServiceMonitor',
+    );
     expect(monitor.apiVersion).toBe('monitoring.coreos.com/v1');
-    const endpoint = monitor.spec.endpoints[0];
-    expect(endpoint).toMatchObject({ port: 'https', scheme: 'https', path: '/metrics' });
-    expect(endpoint?.tlsConfig.serverName).toBe(`${FULLNAME}.${NAMESPACE}.svc`);
-    expect(endpoint?.tlsConfig.ca).toEqual({ secret: { name: `${FULLNAME}-tls`, key: 'ca.crt' } });
+    expect(monitor.spec.endpoints).toEqual([expect.objectContaining({ port: 'metrics', scheme: 'http', path: '/metrics' })]);
+    const services = chart.every<Manifest & { spec: { ports: { name: string; port: number; targetPort: string }[] } }>('Service');
+    const selected = services.filter((svc) => Object.entries(monitor.spec.selector.matchLabels).every(([k, v]) => svc.metadata.labels?.[k] === v));
+    expect(selected.map((svc) => [svc.metadata.name, svc.spec.ports.map((p) => p.targetPort)])).toEqual([[`${FULLNAME}-metrics`, ['metrics']]]);
+    const webhookService = services.find((svc) => svc.metadata.name === FULLNAME);
+    expect(webhookService?.spec.ports.map((p) => p.targetPort)).toEqual(['https']);
+  });
+});
+
+describe('install safety and operations values', () => {
+  it('policy.mode=audit alone renders, and the ValidatingAdmissionPolicy then only warns and audits', async () => {
+    const chart = await template({ policy: { mode: 'audit' } });
+    expect(chart.one<Manifest & { spec: { validationActions: string[] } }>('ValidatingAdmissionPolicyBinding').spec.validationActions).toEqual(['Warn', 'Audit']);
+    expect(chart.configMap('policy').data['policy.yaml']).toContain('mode: audit');
+  });
+
+  it('policy.workloads reaches the SandboxPolicy as spec.workloads', async () => {
+    expect((await template({ policy: { workloads: 'deny' } })).configMap('policy').data['policy.yaml']).toMatch(/^ {2}workloads: deny$/m);
+  });
+
+  it('registers the workloads webhook on the same /mutate path, failurePolicy Ignore, for every pod-making kind', async () => {
+    const configuration = (await template()).configuration();
+    const workloads = configuration.webhooks[1];
+    expect(workloads?.name).toBe('workloads.sandbox-webhook.io');
+    expect(workloads?.failurePolicy).toBe('Ignore');
+    expect(workloads?.clientConfig).toEqual(configuration.webhooks[0]?.clientConfig);
+    expect(workloads?.namespaceSelector).toEqual(configuration.webhooks[0]?.namespaceSelector);
+    expect(workloads?.rules.map((r) => [r.apiGroups, r.resources, r.operations])).toEqual([
+      [['apps'], ['deployments', 'statefulsets', 'daemonsets', 'replicasets'], ['CREATE', 'UPDATE']],
+      [[''], ['replicationcontrollers', 'podtemplates'], ['CREATE', 'UPDATE']],
+      [['batch'], ['jobs', 'cronjobs'], ['CREATE', 'UPDATE']],
+    ]);
+    expect((await template({ webhook: { workloads: { enabled: false } } })).configuration().webhooks).toHaveLength(1);
+  });
+
+  it('with registration by the server, Helm renders no MutatingWebhookConfiguration but a ConfigMap the replicas apply, owned by the ClusterRole', async () => {
+    const chart = await template();
+    expect(chart.every('MutatingWebhookConfiguration')).toEqual([]);
+    const configuration = chart.configuration();
+    expect(configuration.metadata.name).toBe(FULLNAME);
+    expect(configuration.metadata.annotations).toEqual({ 'sandbox-webhook.io/owner-clusterrole': FULLNAME });
+    expect(configuration.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('sandbox-webhook');
+    expect(chart.one('ClusterRole').metadata.name).toBe(FULLNAME);
+  });
+
+  it('global.imageRegistry prefixes the webhook image and the hook images', async () => {
+    const chart = await template({ global: { imageRegistry: 'mirror.example.com:5000/k8s' } }, NAMESPACE, [...WITH_CRDS]);
+    expect(chart.deployment().spec.template.spec.containers[0]?.image).toBe('mirror.example.com:5000/k8s/sandbox-webhook:0.1.0');
+    const hookImages = [
+      ...chart.every<Manifest & { spec: { template: { spec: PodSpec } } }>('Job').map((j) => j.spec.template.spec.containers[0]?.image),
+      ...chart.every<Manifest & { spec: PodSpec }>('Pod').map((p) => p.spec.containers[0]?.image),
+    ];
+    expect(hookImages).toEqual(['mirror.example.com:5000/k8s/sandbox-webhook:0.1.0', 'mirror.example.com:5000/k8s/sandbox-webhook:0.1.0']);
+  });
+
+  it('hostNetwork runs in the node network with ClusterFirstWithHostNet and the chosen webhook port', async () => {
+    const pod = (await template({ hostNetwork: true, containerPorts: { webhook: 10260 } })).deployment().spec.template.spec as PodSpec & { hostNetwork?: boolean; dnsPolicy?: string };
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    expect(pod.containers[0]?.ports[0]).toMatchObject({ name: 'https', containerPort: 10260 });
+    expect(pod.containers[0]?.env).toContainEqual({ name: 'PORT', value: '10260' });
+  });
+
+  it('an IPv6 or dual-stack Service makes the server listen on ::, and both Services carry the families', async () => {
+    const chart = await template({ service: { ipFamilyPolicy: 'PreferDualStack', ipFamilies: ['IPv6', 'IPv4'] } });
+    expect(chart.deployment().spec.template.spec.containers[0]?.env).toContainEqual({ name: 'HOST', value: '::' });
+    for (const service of chart.every<Manifest & { spec: { ipFamilyPolicy?: string; ipFamilies?: string[] } }>('Service')) {
+      expect(service.spec).toMatchObject({ ipFamilyPolicy: 'PreferDualStack', ipFamilies: ['IPv6', 'IPv4'] });
+    }
+    expect((await template({ listenAddress: '127.0.0.1' })).deployment().spec.template.spec.containers[0]?.env).toContainEqual({ name: 'HOST', value: '127.0.0.1' });
+  });
+
+  it('a system-* priority class comes with the ResourceQuota some platforms require; another class without it', async () => {
+    const quota = (await template()).one<Manifest & { spec: { scopeSelector: unknown } }>('ResourceQuota');
+    expect(quota.spec.scopeSelector).toEqual({ matchExpressions: [{ scopeName: 'PriorityClass', operator: 'In', values: ['system-node-critical', 'system-cluster-critical'] }] });
+    expect((await template({ priorityClassName: 'tenant-high' })).every('ResourceQuota')).toEqual([]);
+  });
+
+  it('the pre-delete hook deletes exactly the configuration, with the webhook image and a role for that one name', async () => {
+    const chart = await template({}, NAMESPACE, [...WITH_CRDS]);
+    const job = chart.one<Manifest & { spec: { template: { spec: PodSpec } } }>('Job');
+    expect(job.metadata.annotations?.['helm.sh/hook']).toBe('pre-delete');
+    expect(job.spec.template.spec.containers[0]?.args).toEqual(['/etc/sandbox-webhook/hooks/hooks.mjs', 'cleanup', FULLNAME]);
+    const role = chart.every<Manifest & { rules: (PolicyRule & { resourceNames?: string[] })[] }>('ClusterRole').find((r) => r.metadata.name === `${FULLNAME}-cleanup`);
+    expect(role?.rules).toEqual([{ apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [FULLNAME], verbs: ['delete'] }]);
+    expect((await template({ hooks: { webhooksCleanup: { enabled: false } } }, NAMESPACE, [...WITH_CRDS])).every('Job')).toEqual([]);
+  });
+
+  const expectations: { name: string; values: Values; expected: string }[] = [
+    { name: 'the default policy: the helm test expects the sandbox class', values: {}, expected: 'gvisor' },
+    { name: 'audit mode: the helm test expects no class', values: { policy: { mode: 'audit' } }, expected: '' },
+    { name: 'an explicit expectation wins', values: { policy: { rules: [{ name: 'r', action: 'allow', match: { namespaces: ['x'] } }] }, validatingAdmissionPolicy: { enabled: false }, hooks: { tests: { expectRuntimeClassName: 'kata' } } }, expected: 'kata' },
+  ];
+  for (const { name, values, expected } of expectations) {
+    it(name, async () => {
+      const pod = (await template(values, NAMESPACE, [...WITH_CRDS])).one<Manifest & { spec: PodSpec }>('Pod');
+      expect(pod.metadata.annotations?.['helm.sh/hook']).toBe('test');
+      expect(pod.metadata.namespace).toBe(NAMESPACE);
+      expect(pod.spec.containers[0]?.args).toEqual(['/etc/sandbox-webhook/hooks/hooks.mjs', 'test', `${FULLNAME}-test`, expected]);
+    });
+  }
+
+  it('the Grafana dashboard ConfigMap is labelled for the sidecar and names this release\'s webhooks', async () => {
+    const configMap = (await template({ grafanaDashboard: { enabled: true } })).configMap('dashboard');
+    expect(configMap.metadata.labels?.grafana_dashboard).toBe('1');
+    const dashboard = JSON.parse(configMap.data['sandbox-webhook.json'] ?? '{}') as { templating: { list: { name: string; query: unknown }[] } };
+    expect(dashboard.templating.list.find((v) => v.name === 'webhook')?.query).toBe('sandbox.sandbox-webhook.io|workloads.sandbox-webhook.io');
+    expect(dashboard.templating.list.find((v) => v.name === 'timeout_seconds')?.query).toBe('5');
+  });
+
+  const refusals: { name: string; values: Values; extra?: string[]; message: RegExp }[] = [
+    { name: 'a glob in webhook.excludedNamespaces is refused by the schema', values: { webhook: { excludedNamespaces: ['team-*'] } }, message: /webhook\/excludedNamespaces\/0/ },
+    { name: 'a global.imageRegistry with a scheme is refused', values: { global: { imageRegistry: 'https://mirror.example.com' } }, message: /global\/imageRegistry/ },
+    { name: 'the metrics port on the webhook port is refused', values: { containerPorts: { metrics: 8443 } }, message: /the metrics port must differ from the webhook port/ },
+    {
+      name: 'a ValidatingAdmissionPolicy without a namespaceSelector next to allow rules is refused',
+      values: { validatingAdmissionPolicy: { namespaceSelector: null }, policy: { rules: [{ name: 'r', action: 'allow', match: { namespaces: ['x'] } }] } },
+      message: /validatingAdmissionPolicy\.namespaceSelector is empty/,
+    },
+    { name: 'a ServiceMonitor without the Prometheus Operator API is refused, saying how to render it', values: { serviceMonitor: { enabled: true } }, extra: ['--no-hooks'], message: /--api-versions monitoring\.coreos\.com\/v1/ },
+    { name: 'certManager mode without cert-manager is refused', values: { certificates: { mode: 'certManager' } }, extra: ['--no-hooks'], message: /install cert-manager first/ },
+  ];
+  for (const { name, values, extra, message } of refusals) {
+    it(name, async () => {
+      const result = await helm(templateArgs(values, NAMESPACE, extra));
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toMatch(message);
+    });
+  }
+
+  it('a Kubernetes older than 1.30 is refused by the chart kubeVersion', async () => {
+    const result = await helm(['template', RELEASE, CHART, '--namespace', NAMESPACE, '--kube-version', 'v1.29.0']);
+    expect(result.stderr).toContain('chart requires kubeVersion: >=1.30.0-0');
   });
 });

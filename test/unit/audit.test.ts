@@ -193,7 +193,7 @@ function fakeLeases(): { api: KubeWriteApi; lease: () => Json | undefined; down:
       if (unavailable) return Promise.reject(new Error('connection refused'));
       return Promise.resolve(stored ? { status: 200, body: structuredClone(stored) } : { status: 404, body: { kind: 'Status' } });
     },
-    send: (method, _path, body) => {
+    sendJson: (method, _path, body) => {
       if (unavailable) return Promise.reject(new Error('connection refused'));
       const object = structuredClone(body) as Json;
       const metadata = (object.metadata ?? {}) as Json;

@@ -38,12 +38,112 @@ app.kubernetes.io/part-of: sandbox-webhook
 {{- end }}
 {{- end }}
 
+{{/* The image, with global.imageRegistry in front when set (a mirror for every image of the chart). */}}
 {{- define "sandbox-webhook.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repository := .Values.image.repository }}
+{{- with (.Values.global).imageRegistry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
 {{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The address the server listens on: listenAddress, else :: when the Service asks for IPv6. */}}
+{{- define "sandbox-webhook.listenAddress" -}}
+{{- $s := .Values.service }}
+{{- if .Values.listenAddress }}
+{{- .Values.listenAddress }}
+{{- else if or (has "IPv6" (default (list) $s.ipFamilies)) (has $s.ipFamilyPolicy (list "PreferDualStack" "RequireDualStack")) }}
+{{- "::" }}
+{{- else }}
+{{- "0.0.0.0" }}
+{{- end }}
+{{- end }}
+
+{{/* Names of the hook objects (cleanup before uninstall, helm test). */}}
+{{- define "sandbox-webhook.cleanupName" -}}
+{{- printf "%s-cleanup" (include "sandbox-webhook.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "sandbox-webhook.testName" -}}
+{{- printf "%s-test" (include "sandbox-webhook.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The MutatingWebhookConfiguration, as YAML. Called with (dict "root" $ "caBundle" <base64 or "">).
+webhook.registration=helm renders it as a manifest; =server renders it into a ConfigMap that the
+replicas apply once one of them is ready (src/cluster/registration.ts), with the caBundle they read
+from the mounted CA.
+
+Two webhooks on one /mutate path:
+- pods: CREATE is decided and patched; UPDATE and pods/ephemeralcontainers UPDATE are re-decided when
+  they change an image (an image swap on a running pod, `kubectl debug`; docs/kubernetes.md §7);
+- workloads (webhook.workloads.enabled): their pod templates are judged early; failurePolicy Ignore by
+  default, since the pods they make are checked again at their own CREATE.
+*/}}
+{{- define "sandbox-webhook.webhookConfiguration" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $fullname := include "sandbox-webhook.fullname" $root }}
+{{- $clientConfig := dict }}
+{{- if $v.webhook.url }}
+{{- $_ := set $clientConfig "url" $v.webhook.url }}
+{{- else }}
+{{- $_ := set $clientConfig "service" (dict "name" $fullname "namespace" $root.Release.Namespace "path" "/mutate" "port" (int $v.service.port)) }}
+{{- end }}
+{{- with .caBundle }}
+{{- $_ := set $clientConfig "caBundle" . }}
+{{- end }}
+{{- /* Selected by the immutable kubernetes.io/metadata.name label, which no tenant can set: the webhook is
+never called for its own namespace or kube-system, so it can always be scheduled and restarted. There
+is deliberately no objectSelector: pod labels belong to tenants and must not exempt a pod
+(docs/kubernetes.md §4). */}}
+{{- $namespaceSelector := dict "matchExpressions" (list (dict "key" "kubernetes.io/metadata.name" "operator" "NotIn" "values" (include "sandbox-webhook.excludedNamespaces" $root | fromJsonArray))) }}
+{{- $pods := dict
+      "name" $v.webhook.name
+      "admissionReviewVersions" (list "v1")
+      "sideEffects" "None"
+      "failurePolicy" $v.webhook.failurePolicy
+      "matchPolicy" "Equivalent"
+      "reinvocationPolicy" "IfNeeded"
+      "timeoutSeconds" (int $v.webhook.timeoutSeconds)
+      "rules" (list
+        (dict "apiGroups" (list "") "apiVersions" (list "v1") "operations" (list "CREATE" "UPDATE") "resources" (list "pods") "scope" "Namespaced")
+        (dict "apiGroups" (list "") "apiVersions" (list "v1") "operations" (list "UPDATE") "resources" (list "pods/ephemeralcontainers") "scope" "Namespaced"))
+      "namespaceSelector" $namespaceSelector
+      "clientConfig" $clientConfig }}
+{{- $webhooks := list $pods }}
+{{- if $v.webhook.workloads.enabled }}
+{{- $workloads := dict
+      "name" $v.webhook.workloads.name
+      "admissionReviewVersions" (list "v1")
+      "sideEffects" "None"
+      "failurePolicy" $v.webhook.workloads.failurePolicy
+      "matchPolicy" "Equivalent"
+      "reinvocationPolicy" "Never"
+      "timeoutSeconds" (int $v.webhook.timeoutSeconds)
+      "rules" (list
+        (dict "apiGroups" (list "apps") "apiVersions" (list "v1") "operations" (list "CREATE" "UPDATE") "resources" (list "deployments" "statefulsets" "daemonsets" "replicasets") "scope" "Namespaced")
+        (dict "apiGroups" (list "") "apiVersions" (list "v1") "operations" (list "CREATE" "UPDATE") "resources" (list "replicationcontrollers" "podtemplates") "scope" "Namespaced")
+        (dict "apiGroups" (list "batch") "apiVersions" (list "v1") "operations" (list "CREATE" "UPDATE") "resources" (list "jobs" "cronjobs") "scope" "Namespaced"))
+      "namespaceSelector" $namespaceSelector
+      "clientConfig" $clientConfig }}
+{{- $webhooks = append $webhooks $workloads }}
+{{- end }}
+{{- $metadata := dict "name" $fullname "labels" (include "sandbox-webhook.labels" $root | fromYaml) }}
+{{- if eq $v.webhook.registration "server" }}
+{{- /* The ClusterRole Helm deletes on uninstall owns the configuration: the garbage collector removes it
+then, even when the pre-delete hook did not run. */}}
+{{- $_ := set $metadata "annotations" (dict "sandbox-webhook.io/owner-clusterrole" $fullname) }}
+{{- $_ := set $metadata.labels "app.kubernetes.io/managed-by" "sandbox-webhook" }}
+{{- else if eq $v.certificates.mode "certManager" }}
+{{- /* cert-manager's cainjector writes the serving certificate's CA into clientConfig.caBundle. */}}
+{{- $_ := set $metadata "annotations" (dict "cert-manager.io/inject-ca-from" (printf "%s/%s" $root.Release.Namespace (include "sandbox-webhook.tlsSecretName" $root))) }}
+{{- end }}
+{{- $object := dict "apiVersion" "admissionregistration.k8s.io/v1" "kind" "MutatingWebhookConfiguration" "metadata" $metadata "webhooks" $webhooks }}
+{{- toYaml $object }}
 {{- end }}
 
 {{/*
@@ -127,6 +227,39 @@ Checks of combinations that the schema cannot express; included by every templat
 so that each fails with the same message whichever renders first.
 */}}
 {{- define "sandbox-webhook.validate" -}}
+{{- /*
+Defaulting first, in place, so that every template (those that read .Values directly too) sees the
+same values: validatingAdmissionPolicy.validationActions empty means [Deny], or [Warn, Audit] under an
+audit-mode policy (so that `policy.mode=audit` alone renders and denies nothing).
+*/}}
+{{- $vapValues := .Values.validatingAdmissionPolicy }}
+{{- if not $vapValues.validationActions }}
+{{- $_ := set $vapValues "validationActions" (ternary (list "Warn" "Audit") (list "Deny") (eq (.Values.policy.mode | default "enforce") "audit")) }}
+{{- end }}
+{{- /* Kubernetes 1.30 or later (Chart.yaml kubeVersion, which Helm checks) serves every built-in API the
+chart uses; the optional ones come from CRDs, checked here. `helm template` knows no cluster: pass
+--kube-version and --api-versions (as Argo CD does). */}}
+{{- if and .Values.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}
+{{- fail "serviceMonitor.enabled is true but the cluster does not serve monitoring.coreos.com/v1 ServiceMonitor: install the Prometheus Operator CRDs first, or pass --api-versions monitoring.coreos.com/v1 to helm template" }}
+{{- end }}
+{{- if and .Values.prometheusRule.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}
+{{- fail "prometheusRule.enabled is true but the cluster does not serve monitoring.coreos.com/v1 PrometheusRule: install the Prometheus Operator CRDs first, or pass --api-versions monitoring.coreos.com/v1 to helm template" }}
+{{- end }}
+{{- if and (eq .Values.certificates.mode "certManager") (not (.Capabilities.APIVersions.Has "cert-manager.io/v1")) }}
+{{- fail "certificates.mode is certManager but the cluster does not serve cert-manager.io/v1 Certificate: install cert-manager first, or pass --api-versions cert-manager.io/v1 to helm template" }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled (eq (int .Values.containerPorts.metrics) 0) }}
+{{- fail "serviceMonitor.enabled needs metrics: containerPorts.metrics is 0 (metrics off)" }}
+{{- end }}
+{{- if eq (int .Values.containerPorts.metrics) (int .Values.containerPorts.webhook) }}
+{{- fail (printf "containerPorts.metrics and containerPorts.webhook are both %v: the metrics port must differ from the webhook port" .Values.containerPorts.webhook) }}
+{{- end }}
+{{- if and $vapValues.enabled (not $vapValues.namespaceSelector) (or (eq (.Values.policy.defaultAction | default "sandbox") "allow") (gt (len (default (list) .Values.policy.rules)) 0)) }}
+{{- fail "validatingAdmissionPolicy.namespaceSelector is empty, so it would require a sandbox class in every namespace, also where policy.rules or defaultAction allow pods unsandboxed: set a namespaceSelector (e.g. the tenant label) or disable validatingAdmissionPolicy" }}
+{{- end }}
 {{- $c := .Values.certificates }}
 {{- if eq $c.mode "existingSecret" }}
 {{- if not $c.existingSecret.name }}
