@@ -18,7 +18,7 @@ import { stringify } from 'yaml';
 import { CHART, Helm, type Manifest } from './harness/helm.js';
 import { runChartReplica, type ChartReplica } from './harness/chart-pods.js';
 import { findExecutable, promtool, startPrometheus, type RunningPrometheus, type ScrapeJob } from './harness/prometheus.js';
-import { createNamespace, deleteNamespace, freePort, generateWebhookCerts, getUrl, loadKubeConfig, makeTempDir, removeTempDir, REPO_ROOT } from './harness/index.js';
+import { createNamespace, deleteNamespace, freePort, generateWebhookCerts, loadKubeConfig, makeTempDir, removeTempDir, REPO_ROOT } from './harness/index.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -173,8 +173,8 @@ const ALERT_CASES: AlertCase[] = [
     name: 'fail-closed answers fire SandboxWebhookFailingClosed with their reason',
     alert: 'SandboxWebhookFailingClosed',
     series: [
-      { series: `sandbox_webhook_fail_closed_total{${W}, pod="a", reason="deadline"}`, values: '0+3x20' },
-      { series: `sandbox_webhook_fail_closed_total{${W}, pod="a", reason="overloaded"}`, values: '0x20' },
+      { series: `sandbox_webhook_admission_fail_closed_total{${W}, pod="a", reason="deadline"}`, values: '0+3x20' },
+      { series: `sandbox_webhook_admission_fail_closed_total{${W}, pod="a", reason="overloaded"}`, values: '0x20' },
     ],
     evalTime: '10m',
     fires: [{ reason: 'deadline' }],
@@ -183,7 +183,7 @@ const ALERT_CASES: AlertCase[] = [
   {
     name: 'a failed policy reload fires SandboxWebhookPolicyReloadFailing',
     alert: 'SandboxWebhookPolicyReloadFailing',
-    series: [{ series: `sandbox_webhook_policy_reload_failures_total{${W}, pod="a"}`, values: '0 0 1 1 1' }],
+    series: [{ series: `sandbox_webhook_policy_reloads_total{${W}, pod="a", result="failure"}`, values: '0 0 1 1 1' }],
     evalTime: '4m',
     fires: [{ pod: 'a' }],
     severity: 'warning',
@@ -344,19 +344,6 @@ const EXPECTED_EMPTY: { match: RegExp; why: string }[] = [
   { match: /^kube_deployment_status_replicas_unavailable\{/, why: 'kube-state-metrics does not run here (no kubelet, no Deployment pods)' },
 ];
 
-/**
- * Names docs/metrics.md documents that a server built before it does not export. When the webhook does
- * not export sandbox_webhook_build_info, the run is against such a server: these may be empty, the
- * renamed ones are mapped from their former names by relabelling, and the test says so.
- */
-const DOCUMENTED_ONLY = ['sandbox_webhook_denials_total', 'sandbox_webhook_build_info', 'sandbox_webhook_policy_info'];
-const FORMER_NAMES: { source: string[]; regex: string; name: string }[] = [
-  { source: ['__name__'], regex: 'sandbox_webhook_admission_fail_closed_total', name: 'sandbox_webhook_fail_closed_total' },
-  { source: ['__name__'], regex: 'sandbox_webhook_admission_in_flight', name: 'sandbox_webhook_in_flight_reviews' },
-  { source: ['__name__'], regex: 'sandbox_webhook_policy_loaded_timestamp_seconds', name: 'sandbox_webhook_policy_last_reload_success_timestamp_seconds' },
-  { source: ['__name__', 'result'], regex: 'sandbox_webhook_policy_reloads_total;failure', name: 'sandbox_webhook_policy_reload_failures_total' },
-];
-
 /** Every `name{labels}` in a PromQL expression. */
 function selectors(expr: string): string[] {
   return [...expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}/g)].map((m) => `${m[1]}{${m[2]}}`);
@@ -373,7 +360,6 @@ describe('a real Prometheus scraping the webhook and the apiserver', () => {
   let replica: ChartReplica | undefined;
   let prometheus: RunningPrometheus | undefined;
   let dashboardQueries: string[] = [];
-  let formerServer = false;
   let installed = false;
 
   beforeAll(async () => {
@@ -411,13 +397,6 @@ describe('a real Prometheus scraping the webhook and the apiserver', () => {
       await sleep(100);
     }
 
-    // The metrics port (docs/metrics.md); a server from before it serves /metrics on the webhook port.
-    const onMetricsPort = await getUrl(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.status === 200, () => false);
-    const metricsText = onMetricsPort
-      ? (await getUrl(`http://127.0.0.1:${metricsPort}/metrics`)).body
-      : (await getUrl(`https://127.0.0.1:${port}/metrics`, { ca: readFileSync(join(certDir, 'ca.crt')) })).body;
-    formerServer = !metricsText.includes('sandbox_webhook_build_info');
-    if (formerServer) process.stderr.write('[e2e] the webhook does not export the names of docs/metrics.md yet: relabelling its former names\n');
     const user = kc.getCurrentUser();
     const cluster = kc.getCurrentCluster();
     for (const [file, data] of [['admin.crt', user?.certData], ['admin.key', user?.keyData], ['ca.crt', cluster?.caData]] as const) {
@@ -425,10 +404,8 @@ describe('a real Prometheus scraping the webhook and the apiserver', () => {
     }
     const webhookJob: ScrapeJob = {
       job_name: METRICS_JOB,
-      ...(onMetricsPort
-        ? { static_configs: [{ targets: [`127.0.0.1:${metricsPort}`], labels: { namespace, pod: 'replica-0' } }] }
-        : { scheme: 'https', tls_config: { ca_file: join(certDir, 'ca.crt') }, static_configs: [{ targets: [`127.0.0.1:${port}`], labels: { namespace, pod: 'replica-0' } }] }),
-      metric_relabel_configs: FORMER_NAMES.map((f) => ({ source_labels: f.source, regex: f.regex, target_label: '__name__', replacement: f.name })),
+      // The metrics port, plain HTTP (docs/metrics.md), as the chart's metrics Service exposes it.
+      static_configs: [{ targets: [`127.0.0.1:${metricsPort}`], labels: { namespace, pod: 'replica-0' } }],
     };
     const apiserverJob: ScrapeJob = {
       job_name: 'apiserver',
@@ -487,12 +464,9 @@ describe('a real Prometheus scraping the webhook and the apiserver', () => {
       await prometheus.query(expr); // throws on a bad expression
       for (const selector of selectors(expr)) {
         const samples = await prometheus.query(`count(${selector})`);
-        const name = selector.slice(0, selector.indexOf('{'));
         const expected = EXPECTED_EMPTY.find((e) => e.match.test(selector));
-        const documentedOnly = formerServer && DOCUMENTED_ONLY.includes(name);
         if (samples.length > 0) report.push(`data   ${selector}`);
         else if (expected) report.push(`empty  ${selector} (expected: ${expected.why})`);
-        else if (documentedOnly) report.push(`empty  ${selector} (not exported by this server build: docs/metrics.md names it)`);
         else empty.push(selector);
       }
     }
