@@ -1,6 +1,6 @@
 // Realistic AdmissionReviews for the benchmark, generated in memory: what a kube-apiserver sends for
 // a Pod CREATE made by a ReplicaSet controller (defaulted spec, managedFields, generateName, empty
-// name: KUBERNETES.md §1). Deterministic, so runs compare.
+// name: docs/kubernetes.md §1). Deterministic, so runs compare.
 //
 //   tenant  a small tenant pod, sandboxed by the policy (patch: runtimeClassName + rule annotation)
 //   system  a small pod in kube-system, allowed by the `system` rule (no patch)

@@ -5,7 +5,7 @@
 #
 # Writes DIR/ca.crt, DIR/ca.key, DIR/tls.crt and DIR/tls.key (the key names of a kubernetes.io/tls
 # Secret). The serving certificate carries the DNS SANs the apiserver dials for a service reference
-# (<service>.<namespace>.svc: KUBERNETES.md §4) plus localhost, 127.0.0.1 and ::1 for local use.
+# (<service>.<namespace>.svc: docs/kubernetes.md §4) plus localhost, 127.0.0.1 and ::1 for local use.
 # These are development certificates: production installs use cert-manager or the Helm chart.
 set -eu
 

@@ -1,5 +1,5 @@
 // The AdmissionReview envelope (admission.k8s.io v1 and v1beta1): decode and check it before any
-// domain code runs, and encode answers in the version the apiserver sent (KUBERNETES.md §1).
+// domain code runs, and encode answers in the version the apiserver sent (docs/kubernetes.md §1).
 // Knows nothing about HTTP.
 
 import { isRecord } from '../json.js';

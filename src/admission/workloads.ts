@@ -1,4 +1,4 @@
-// Workload kinds judged by their pod template (DESIGN.md "What a decision does"): a Deployment,
+// Workload kinds judged by their pod template (docs/design.md): a Deployment,
 // StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob or PodTemplate is turned
 // into the pod its controller would create (template metadata and spec, generateName from the
 // workload's name, the workload's namespace) and that pod is decided by admit(), exactly as the real

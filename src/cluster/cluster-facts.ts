@@ -15,7 +15,7 @@ export const RUNTIME_CLASSES_PATH = '/apis/node.k8s.io/v1/runtimeclasses';
 
 /** What we keep of a RuntimeClass: the fact the policy reads, plus what the RuntimeClass admission plugin applies. */
 export type PresentRuntimeClass = Extract<RuntimeClassFact, { state: 'present' }> & {
-  /** overhead.podFixed, which the RuntimeClass admission plugin copies into spec.overhead (KUBERNETES.md §2) */
+  /** overhead.podFixed, which the RuntimeClass admission plugin copies into spec.overhead (docs/kubernetes.md §2) */
   readonly overheadPodFixed: Labels | undefined;
   /** scheduling.tolerations, which it unions into the pod's */
   readonly tolerations: readonly Record<string, unknown>[];
@@ -94,7 +94,7 @@ export class InformerFacts implements ClusterFacts {
     if (present) return present;
     // While the watch reconnects, a class created meanwhile is not in the cache yet: "missing" would
     // tell the user something false. The apiserver's RuntimeClass admission plugin still rejects a
-    // class that really is missing (KUBERNETES.md §2), so nothing unsafe gets through.
+    // class that really is missing (docs/kubernetes.md §2), so nothing unsafe gets through.
     if (!status.live) {
       return { state: 'unknown', reason: `the RuntimeClass watch is reconnecting (${status.lastError ?? 'restarting'})` };
     }

@@ -1,5 +1,5 @@
 // The pure decision: (policy, pod, namespace facts, RuntimeClass facts) -> verdict with reasons.
-// No I/O, no clock, no logger. The table it implements is DESIGN.md "What a decision does".
+// No I/O, no clock, no logger. The table it implements is docs/design.md.
 
 import type { Action, NamespaceGlob, Policy, Rule } from './policy.js';
 import type { PodImage, PodView } from './pod.js';
@@ -87,7 +87,7 @@ const YES: Tri = 1;
 const UNKNOWN: Tri = 2;
 
 // Isolation order for the fail-safe choice: a pod never gets less isolation than it would with
-// every fact known (DESIGN.md), so among the outcomes still possible the strictest wins.
+// every fact known (docs/design.md), so among the outcomes still possible the strictest wins.
 const STRICTNESS: Record<Action, number> = { allow: 0, sandbox: 1, deny: 2 };
 
 function imageMatches(index: RuleIndex, image: PodImage, rule: Rule, field: 'anyImage' | 'allImages'): Tri {

@@ -2,7 +2,7 @@ import { makeRe } from 'minimatch';
 import { canonicalDomain, splitDomain, splitTagAndDigest, type ImageRef } from './image.js';
 
 // An image pattern is a glob over the normalised reference, `/` being the path separator, so
-// `registry.example.com/**` never matches `registry.example.com.evil.io/x` (DESIGN.md).
+// `registry.example.com/**` never matches `registry.example.com.evil.io/x` (docs/design.md).
 //   - A pattern without tag or digest matches every tag and digest of the repositories it names.
 //   - `repo:tag-glob` also requires the tag; `repo@digest-glob` also requires the digest.
 //   - A first segment without a glob is normalised like an image (`nginx` -> `docker.io/library/nginx`),

@@ -24,7 +24,7 @@ export interface PodView {
   readonly annotations: Labels;
   readonly runtimeClassName: string | undefined;
   readonly images: readonly PodImage[];
-  /** fields a sandboxed pod may not use (KUBERNETES.md §5), as paths with the container or volume */
+  /** fields a sandboxed pod may not use (docs/kubernetes.md §5), as paths with the container or volume */
   readonly incompatibilities: readonly string[];
   readonly nodeSelector: Labels;
   readonly isMirror: boolean;

@@ -199,7 +199,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify(serverOptions) as unknown as FastifyInstance;
 
   // One body reader and one JSON parse, our own: fastify's schema machinery never runs over the Pod
-  // (STYLE.md), and the size limit and budget decide what is kept (body.ts).
+  //, and the size limit and budget decide what is kept (body.ts).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', (request, payload, done) => {
     const declared = request.headers['content-length'];

@@ -17,7 +17,7 @@ export interface ServingCertificate {
 
 /**
  * The TLS settings of every secure context the server uses, at start and after each reload, so a
- * reload never changes more than the certificate. TLS 1.2 is the apiserver's minimum (KUBERNETES.md §1).
+ * reload never changes more than the certificate. TLS 1.2 is the apiserver's minimum (docs/kubernetes.md §1).
  */
 export function secureContextOptions(certificate: { readonly key: string | Buffer; readonly cert: string | Buffer }): SecureContextOptions {
   return { key: certificate.key, cert: certificate.cert, minVersion: 'TLSv1.2' };

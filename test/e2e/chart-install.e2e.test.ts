@@ -547,7 +547,7 @@ describe('the real webhook process, called through webhook.url with failurePolic
       ['sandbox', 'patched'],
       ['sandbox', 'unchanged'],
     ]);
-    // Applied by the apiserver's RuntimeClass plugin on the reinvocation pass (KUBERNETES.md §2).
+    // Applied by the apiserver's RuntimeClass plugin on the reinvocation pass (docs/kubernetes.md §2).
     expect(stored.spec?.overhead).toEqual(OVERHEAD);
     expect(stored.spec?.nodeSelector).toEqual({ [GVISOR_NODE_LABEL.key]: GVISOR_NODE_LABEL.value });
     expect(stored.spec?.tolerations).toContainEqual(TOLERATION);

@@ -1,6 +1,6 @@
 // The Helm chart, rendered offline: `helm lint --strict` and `helm template` for each certificate mode
 // and option set, with the rendered objects parsed and checked against the contract the chart promises
-// (KUBERNETES.md §4: a webhook that can never lock itself out, least-privilege RBAC, a restricted pod,
+// (docs/kubernetes.md §4: a webhook that can never lock itself out, least-privilege RBAC, a restricted pod,
 // a policy the server accepts). Nothing here talks to the apiserver; the live `helm install` lives in
 // its own file. It needs the helm binary, which hack/build-binaries.sh builds (or TEST_ASSET_HELM names).
 import { execFile } from 'node:child_process';
@@ -278,7 +278,7 @@ describe('the MutatingWebhookConfiguration', () => {
         { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['pods'], scope: 'Namespaced' },
         { apiGroups: [''], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['pods/ephemeralcontainers'], scope: 'Namespaced' },
       ]);
-      // Pod labels belong to tenants: they must never exempt a pod (KUBERNETES.md §4).
+      // Pod labels belong to tenants: they must never exempt a pod (docs/kubernetes.md §4).
       expect(webhook.objectSelector).toBeUndefined();
     });
   }
@@ -317,7 +317,7 @@ describe('the MutatingWebhookConfiguration', () => {
     const serving = new X509Certificate(decodeBase64(secret.data['tls.crt'] ?? ''));
     expect(ca.ca).toBe(true);
     expect(serving.verify(ca.publicKey)).toBe(true);
-    // The apiserver dials <service>.<namespace>.svc (KUBERNETES.md §4).
+    // The apiserver dials <service>.<namespace>.svc (docs/kubernetes.md §4).
     expect(serving.checkHost(`${FULLNAME}.${NAMESPACE}.svc`)).toBe(`${FULLNAME}.${NAMESPACE}.svc`);
     expect(decodeBase64(secret.data['tls.key'] ?? '')).toContain('PRIVATE KEY');
     const volume = chart.deployment().spec.template.spec.volumes.find((v) => v.name === 'tls');

@@ -249,7 +249,7 @@ current-context: webhook
     const sandboxed = await core.createNamespacedPod({ namespace: tenant, body: pod('app') });
     expect(sandboxed.spec?.runtimeClassName).toBe('gvisor');
     expect(sandboxed.metadata?.annotations?.['sandbox-webhook.io/rule']).toBe('tenants');
-    // Applied by the apiserver's RuntimeClass plugin on the reinvocation pass (KUBERNETES.md §2).
+    // Applied by the apiserver's RuntimeClass plugin on the reinvocation pass (docs/kubernetes.md §2).
     expect(sandboxed.spec?.overhead).toEqual({ cpu: '100m', memory: '64Mi' });
     expect(sandboxed.spec?.nodeSelector).toEqual({ [GVISOR_NODE_LABEL.key]: GVISOR_NODE_LABEL.value });
 

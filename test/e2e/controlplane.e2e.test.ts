@@ -1,6 +1,6 @@
 // Proves the end-to-end control plane itself, before any webhook test relies on it: the right
 // Kubernetes version, pods accepted without ServiceAccount tokens, the RuntimeClass admission plugin
-// (KUBERNETES.md §2) and kube-scheduler binding pods to fake nodes.
+// (docs/kubernetes.md §2) and kube-scheduler binding pods to fake nodes.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';

@@ -110,7 +110,7 @@ describe('sandbox-webhook in a real cluster', () => {
       const stored = await core.readNamespacedPod({ namespace: tenant, name: created.metadata?.name as string });
       expect(stored.spec?.runtimeClassName).toBe('gvisor');
       expect(stored.metadata?.annotations?.['sandbox-webhook.io/rule']).toBe('tenants');
-      // Applied by the apiserver's RuntimeClass admission plugin on the reinvocation pass (KUBERNETES.md §2).
+      // Applied by the apiserver's RuntimeClass admission plugin on the reinvocation pass (docs/kubernetes.md §2).
       expectRuntimeClassApplied(stored);
       expect(stored.spec?.nodeSelector).toEqual({ [GVISOR_NODE_LABEL.key]: GVISOR_NODE_LABEL.value });
     });

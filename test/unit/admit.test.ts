@@ -1,4 +1,4 @@
-// The decision table of DESIGN.md, row by row, through admit(): the whole admission core
+// The decision table of docs/design.md, row by row, through admit(): the whole admission core
 // (policy engine, verdict, patch, warnings, audit annotations) without HTTP.
 
 import fastJsonPatch from 'fast-json-patch';

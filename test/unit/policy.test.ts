@@ -34,7 +34,7 @@ describe('policy loading', () => {
     });
   });
 
-  it('the DESIGN.md example policy loads', () => {
+  it('the docs/design.md example policy loads', () => {
     const result = parsePolicyText(`${HEADER}spec:
   runtimeClassName: gvisor
   acceptedRuntimeClasses: [gvisor]

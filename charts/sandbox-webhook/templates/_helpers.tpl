@@ -148,7 +148,7 @@ then, even when the pre-delete hook did not run. */}}
 
 {{/*
 Namespaces that must never reach the webhook: kube-system and the release namespace, so that the webhook
-cannot block the pods it needs to run (KUBERNETES.md §4), plus webhook.excludedNamespaces. Printed as a
+cannot block the pods it needs to run (docs/kubernetes.md §4), plus webhook.excludedNamespaces. Printed as a
 JSON list.
 */}}
 {{- define "sandbox-webhook.excludedNamespaces" -}}
@@ -166,7 +166,7 @@ JSON list.
 
 {{/*
 DNS names of the serving certificate: every name the Service answers to (the apiserver dials
-<svc>.<ns>.svc, KUBERNETES.md §4), the host of webhook.url when it is a name, and
+<svc>.<ns>.svc, docs/kubernetes.md §4), the host of webhook.url when it is a name, and
 certificates.extraDNSNames. Printed as a JSON list.
 */}}
 {{- define "sandbox-webhook.dnsNames" -}}

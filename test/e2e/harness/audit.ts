@@ -1,5 +1,5 @@
 // Reads the control plane's audit log, where the webhook's audit annotations end up
-// (KUBERNETES.md §1: stored as `<webhook name>/<key>`, invalid keys silently dropped).
+// (docs/kubernetes.md §1: stored as `<webhook name>/<key>`, invalid keys silently dropped).
 import { readFileSync } from 'node:fs';
 
 export const AUDIT_LOG_ENV = 'SANDBOX_WEBHOOK_E2E_AUDIT_LOG';

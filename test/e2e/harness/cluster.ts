@@ -128,7 +128,7 @@ export async function deleteNamespace(kc: KubeConfig, name: string): Promise<voi
 // MutatingWebhookConfiguration
 
 export interface RegisterWebhookOptions {
-  /** https://127.0.0.1:<port>/mutate (clientConfig.url; KUBERNETES.md §4). */
+  /** https://127.0.0.1:<port>/mutate (clientConfig.url; docs/kubernetes.md §4). */
   url: string;
   /** Base64 of the PEM CA that signed the webhook's serving certificate. */
   caBundle: string;
@@ -250,7 +250,7 @@ export async function waitForWebhook(
 
 /**
  * Creates (or replaces) the MutatingWebhookConfiguration for a webhook listening on `url`, with the
- * settings of KUBERNETES.md §4, and by default waits until the apiserver calls it.
+ * settings of docs/kubernetes.md §4, and by default waits until the apiserver calls it.
  */
 export async function registerWebhook(kc: KubeConfig, options: RegisterWebhookOptions): Promise<WebhookRegistration> {
   const api = kc.makeApiClient(AdmissionregistrationV1Api);
@@ -426,7 +426,7 @@ export async function waitForPod(
 
 /**
  * Asserts that the apiserver's RuntimeClass admission plugin applied `runtimeClass` to a stored pod
- * (KUBERNETES.md §2): spec.overhead is its overhead.podFixed, its scheduling.nodeSelector is merged
+ * (docs/kubernetes.md §2): spec.overhead is its overhead.podFixed, its scheduling.nodeSelector is merged
  * in, and its tolerations are among the pod's. The expectations are read from the class itself.
  */
 export function expectRuntimeClassApplied(pod: V1Pod, runtimeClass: V1RuntimeClass = gvisorRuntimeClass()): void {

@@ -1,5 +1,5 @@
 // Runs the built webhook (dist/main.js) as a real process, with the CLI users rely on
-// (DESIGN.md "Interfaces users rely on") and development certificates from certs/generate.sh.
+// (docs/design.md) and development certificates from certs/generate.sh.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
