@@ -370,7 +370,6 @@ describe('a real Prometheus scraping the webhook and the apiserver', () => {
     const certDir = join(dir, 'certs');
     await generateWebhookCerts(certDir);
     const port = await freePort();
-    const metricsPort = await freePort();
     const runtimeClass = `gvisor-mon-${SUFFIX}`;
     const values = {
       webhook: { url: `https://127.0.0.1:${port}/mutate`, failurePolicy: 'Fail' },
@@ -389,7 +388,9 @@ describe('a real Prometheus scraping the webhook and the apiserver', () => {
     const json = JSON.parse(dashboard?.data['sandbox-webhook.json'] ?? '{}') as { panels: { targets: { expr: string }[] }[] };
     dashboardQueries = json.panels.flatMap((p) => p.targets.map((t) => t.expr));
     await helm.ok(['install', RELEASE, CHART, '--namespace', namespace, '-f', helm.valuesFile(values)]);
-    replica = await runChartReplica({ kc, namespace, fullname: FULLNAME, dir: join(dir, 'replica'), certDir, port, env: { METRICS_PORT: String(metricsPort) } });
+    replica = await runChartReplica({ kc, namespace, fullname: FULLNAME, dir: join(dir, 'replica'), certDir, port });
+    // The replica's metrics port, plain HTTP (docs/metrics.md), as the chart's metrics Service exposes it.
+    const metricsTarget = new URL(replica.webhook.metricsUrl).host;
     const admission = kc.makeApiClient(AdmissionregistrationV1Api);
     for (let i = 0; ; i++) {
       if (await admission.readMutatingWebhookConfiguration({ name: FULLNAME }).then(() => true, () => false)) break;
@@ -404,8 +405,7 @@ describe('a real Prometheus scraping the webhook and the apiserver', () => {
     }
     const webhookJob: ScrapeJob = {
       job_name: METRICS_JOB,
-      // The metrics port, plain HTTP (docs/metrics.md), as the chart's metrics Service exposes it.
-      static_configs: [{ targets: [`127.0.0.1:${metricsPort}`], labels: { namespace, pod: 'replica-0' } }],
+      static_configs: [{ targets: [metricsTarget], labels: { namespace, pod: 'replica-0' } }],
     };
     const apiserverJob: ScrapeJob = {
       job_name: 'apiserver',
