@@ -27,6 +27,8 @@ export function containerdConfig(paths: ContainerdPaths): string {
   return `version = 3
 root = ${q(paths.root)}
 state = ${q(paths.state)}
+# No drop-in files from the host (containerd v2.4 reads /etc/containerd/conf.d/*.toml by default).
+imports = []
 
 [grpc]
   address = ${q(paths.socket)}

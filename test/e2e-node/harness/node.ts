@@ -162,6 +162,7 @@ ip link set lo up || exit 13
 echo ready >"$1"
 exec sleep infinity
 `;
+const ID_MAP = '0 0 4294967294\n';
 const NAMESPACES = ['--user', '--mount', '--pid', '--net', '--uts', '--ipc'];
 
 /** A TCP relay: host address -> 127.0.0.1:port (the apiserver listens on loopback only). */
@@ -277,14 +278,16 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
       args: [...NAMESPACES, '--fork', '--kill-child', '--propagation', 'private', '--', 'sh', '-c', HOLDER_SCRIPT, 'node-holder', readyFile],
       logFile: path('logs', 'holder.log'),
     });
-    // unshare made the user namespace before forking: map every id to itself (root in the parent
-    // namespace may; newuidmap is not needed). Retried until unshare has made it.
+    // unshare made the user namespace before forking: map ids to themselves (root in the parent
+    // namespace may; newuidmap is not needed). Retried until unshare has made it. All ids but the last:
+    // the full map "0 0 4294967295" is what the initial namespace has, and runc and the shims
+    // (github.com/moby/sys/userns RunningInUserNS) then believe they are not in a user namespace.
     const mapped = await waitFor(
       'the user namespace id maps',
       async () => {
         try {
-          writeFileSync(`/proc/${holder?.pid}/uid_map`, '0 0 4294967295\n');
-          writeFileSync(`/proc/${holder?.pid}/gid_map`, '0 0 4294967295\n');
+          writeFileSync(`/proc/${holder?.pid}/uid_map`, ID_MAP);
+          writeFileSync(`/proc/${holder?.pid}/gid_map`, ID_MAP);
           return true;
         } catch {
           return false;
