@@ -255,7 +255,7 @@ describe('a tenant pod on the real node', () => {
     // memory: 64Mi (limit) + 64Mi (overhead); cpu: 200m + 100m as a CFS quota per 100 ms period.
     const memory = podCgroup('memory', uid);
     expect(readNumber(join(memory, 'memory.limit_in_bytes'))).toBe(128 * 1024 * 1024);
-    const cpu = podCgroup('cpu,cpuacct', uid);
+    const cpu = podCgroup('cpu', uid);
     const period = readNumber(join(cpu, 'cpu.cfs_period_us'));
     expect(readNumber(join(cpu, 'cpu.cfs_quota_us'))).toBe((300 * period) / 1000);
     // cpu.shares from the requests (limits here) plus overhead: 300m * 1024 / 1000.

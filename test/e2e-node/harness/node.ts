@@ -16,7 +16,7 @@
 //     (the pid namespace) and every mount (the mount namespace). Only the cgroups outlive it, under one
 //     cgroup root per run that stop() removes.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -109,11 +109,14 @@ async function waitFor(what: string, check: () => Promise<boolean>, processes: M
   throw new Error(`${what}: not within ${timeoutMs} ms (${last}); last log lines:\n${processes.map((p) => `${p.name}:\n${tail(p.logFile)}`).join('\n')}`);
 }
 
-/** The cgroup v1 hierarchies mounted under /sys/fs/cgroup (not the cgroup2 "unified" one). */
-function cgroupHierarchies(): string[] {
+/**
+ * The cgroup hierarchies mounted under /sys/fs/cgroup: the v1 ones, and with `unified` also the cgroup2
+ * one a hybrid host mounts there (the kubelet creates its cgroup root in it too).
+ */
+function cgroupHierarchies(unified = false): string[] {
   return readdirSync(CGROUP_FS)
-    .filter((name) => name !== 'unified' && existsSync(join(CGROUP_FS, name, 'cgroup.procs')))
-    .filter((name) => !statSync(join(CGROUP_FS, name)).isSymbolicLink());
+    .filter((name) => (unified || name !== 'unified') && existsSync(join(CGROUP_FS, name, 'cgroup.procs')))
+    .filter((name) => !lstatSync(join(CGROUP_FS, name)).isSymbolicLink());
 }
 
 /** rmdir a cgroup tree, deepest first; cgroups still holding processes stay (and are reported). */
@@ -133,7 +136,7 @@ function removeCgroupTree(path: string): string[] {
 
 /** Removes empty cgroup roots that earlier runs left behind (a crash before stop()). */
 function removeStaleCgroupRoots(): void {
-  for (const hierarchy of cgroupHierarchies()) {
+  for (const hierarchy of cgroupHierarchies(true)) {
     for (const entry of readdirSync(join(CGROUP_FS, hierarchy))) {
       if (entry.startsWith(CGROUP_PREFIX)) removeCgroupTree(join(CGROUP_FS, hierarchy, entry));
     }
@@ -243,7 +246,7 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
     if (cgroupCreated) {
       let left: string[] = [];
       for (let attempt = 0; attempt < 50; attempt++) {
-        left = cgroupHierarchies().flatMap((h) => removeCgroupTree(join(CGROUP_FS, h, cgroupRoot)));
+        left = cgroupHierarchies(true).flatMap((h) => removeCgroupTree(join(CGROUP_FS, h, cgroupRoot)));
         if (left.length === 0) break;
         await sleep(200);
       }
