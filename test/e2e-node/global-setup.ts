@@ -92,7 +92,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
 
-    node = await startNode({ binaries: nodeBinaries, kubeconfigPath: kubeconfig, kubeletClientCa: pki.caCert, log });
+    node = await startNode({
+      binaries: nodeBinaries,
+      kubeconfigPath: kubeconfig,
+      kubeletClientCa: pki.caCert,
+      // systrap (runsc's default) unless asked: kvm needs /dev/kvm, and on a VM without nested
+      // virtualisation the sandbox boots but its first task never runs.
+      runscPlatform: process.env.SANDBOX_WEBHOOK_E2E_RUNSC_PLATFORM || 'systrap',
+      log,
+    });
 
     project.provide('kubeconfig', kubeconfig);
     project.provide('binDir', binDir);
