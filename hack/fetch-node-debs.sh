@@ -13,7 +13,8 @@
 #
 # Output: <cache>/node-debs/<package>/ (the package's files, e.g. .../runc/usr/sbin/runc), with a stamp
 # <cache>/node-debs/.<package>.version. The cache is the one hack/build-binaries.sh uses. Packages are
-# pinned to the versions below; `apt-get download` needs the apt lists (apt-get update) but no root.
+# pinned to the versions below; `apt-get download` needs the apt lists (run as root, the script reads
+# them with apt-get update when a download fails) but no root.
 # The last line printed is the node-debs directory.
 set -euo pipefail
 
@@ -35,6 +36,7 @@ esac
 
 cache=${SANDBOX_WEBHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-webhook}
 out=$cache/node-debs
+updated=0
 mkdir -p "$out/download"
 command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 ||
   { echo "fetch-node-debs.sh: apt-get and dpkg-deb are required (a Debian or Ubuntu host)" >&2; exit 1; }
@@ -47,8 +49,12 @@ for spec in "${PACKAGES[@]}"; do
     continue
   fi
   rm -f "$out/download/${name}_"*.deb
-  (cd "$out/download" && apt-get download -q "$name=$version") ||
-    { echo "fetch-node-debs.sh: cannot download $name=$version (run apt-get update, or update the pin)" >&2; exit 1; }
+  download() { (cd "$out/download" && apt-get download -q "$name=$version"); }
+  # A fresh machine may have no package lists yet: as root, read them once and try again.
+  if ! download && ! { [ "$(id -u)" = 0 ] && [ "$updated" = 0 ] && updated=1 && apt-get update -q >&2 && download; }; then
+    echo "fetch-node-debs.sh: cannot download $name=$version (run apt-get update, or update the pin)" >&2
+    exit 1
+  fi
   rm -rf "$out/$name"
   dpkg-deb -x "$out/download/${name}_"*.deb "$out/$name"
   echo "$version" >"$out/.$name.version"
