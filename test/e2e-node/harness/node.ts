@@ -14,8 +14,8 @@
 //   - /proc (for the node's pid namespace) and /run are the node's own;
 //   - stopping it kills the namespaces' first process, and with it every shim, sandbox and container
 //     (the pid namespace) and every mount (the mount namespace). Only the cgroups outlive it, under one
-//     cgroup root per run that stop() removes.
-import { execFile } from 'node:child_process';
+//     cgroup root per run that stop() removes (and a small reaper, when the test process dies first).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -155,6 +155,38 @@ function createCgroupRoot(name: string): void {
   }
 }
 
+// Removes the cgroup root once the test process is gone, however it ended (Ctrl-C, SIGKILL, a crashed
+// worker): the process handlers of test/e2e/harness/process.ts kill the node's processes and remove its
+// temp dir, but their cgroups can only go once those processes have exited. A small `sh` in a process
+// group of its own reads a pipe from us; when the pipe closes it retries rmdir (deepest first) for up to
+// 20 s. stop() closes the pipe after its own cleanup, and the reaper then finds nothing to do.
+const CGROUP_REAPER_SCRIPT = `
+cat >/dev/null
+i=0
+while [ $i -lt 100 ]; do
+  left=0
+  for path in "$@"; do
+    [ -d "$path" ] || continue
+    find "$path" -depth -type d -exec rmdir {} + 2>/dev/null
+    [ -d "$path" ] && left=1
+  done
+  [ $left = 0 ] && exit 0
+  i=$((i + 1))
+  sleep 0.2
+done
+`;
+
+function startCgroupReaper(paths: readonly string[]): ChildProcess {
+  const child = spawn('sh', ['-c', CGROUP_REAPER_SCRIPT, 'sandbox-webhook-cgroup-reaper', ...paths], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  // Neither the reaper nor its pipe may keep the event loop alive; the pipe just has to stay open.
+  child.unref();
+  (child.stdin as Socket | null)?.unref();
+  return child;
+}
+
 // The first process of the node's namespaces. Waits until the harness has written the id maps, mounts
 // the node's own /proc and /run, brings up lo, reports, and then only holds the namespaces.
 const HOLDER_SCRIPT = `
@@ -233,6 +265,7 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
   let kubelet: ManagedProcess | undefined;
   let apiserverRelay: { port: number; close(): Promise<void> } | undefined;
   let cgroupCreated = false;
+  let cgroupReaper: ChildProcess | undefined;
   let stopped = false;
 
   const stop = async (): Promise<void> => {
@@ -252,6 +285,7 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
       }
       if (left.length > 0) log(`cgroups not removed (still in use): ${left.join(', ')}`);
     }
+    cgroupReaper?.stdin?.end();
     removeTempDir(dir);
   };
 
@@ -316,6 +350,7 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
     await run('nsenter', ['-t', nsPid, '--net', 'ip', 'addr', 'add', `${nodeIp}/30`, 'dev', 'eth0']);
     await run('nsenter', ['-t', nsPid, '--net', 'ip', 'link', 'set', 'eth0', 'up']);
 
+    cgroupReaper = startCgroupReaper(cgroupHierarchies(true).map((h) => join(CGROUP_FS, h, cgroupRoot)));
     createCgroupRoot(cgroupRoot);
     cgroupCreated = true;
 
