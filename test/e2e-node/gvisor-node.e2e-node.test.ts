@@ -7,7 +7,8 @@
 //   3. a kube-system pod on the same node (the webhook never sees kube-system) shows the host's kernel;
 //   4. the pod's cgroup holds its containers' limits plus the RuntimeClass overhead;
 //   5. a RuntimeClass whose handler containerd does not have fails the pod with the runtime's event.
-// Where the node cannot run gVisor pods, the gVisor tests skip with the runtime's own error text.
+// Where the node cannot run gVisor pods, the gVisor tests skip with the runtime's own error text (or fail,
+// with SANDBOX_WEBHOOK_E2E_REQUIRE_GVISOR=1, for machines where gVisor is known to run).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -125,7 +126,11 @@ async function podOutcome(ns: string, name: string, timeoutMs = 120_000): Promis
     if (pod.status?.phase === 'Running' && pod.status.containerStatuses?.every((c) => c.state?.running)) {
       return { state: 'running', ms: Date.now() - started };
     }
-    const failure = (await events(ns, name)).find((e) => e.type === 'Warning' && /^Failed/.test(e.reason ?? ''));
+    // The kubelet's own failures only (FailedCreatePodSandBox, Failed, ...): a FailedScheduling from the
+    // scheduler is not the runtime speaking, and the pod may still be bound.
+    const failure = (await events(ns, name)).find(
+      (e) => e.type === 'Warning' && /^Failed/.test(e.reason ?? '') && (e.source?.component ?? e.reportingComponent) === 'kubelet',
+    );
     if (failure) return { state: 'failed', ms: Date.now() - started, event: failure };
     await sleep(250);
   }
@@ -218,7 +223,7 @@ describe('a tenant pod on the real node', () => {
   const resources = { limits: { cpu: '200m', memory: '64Mi' } };
   let uid = '';
 
-  it('is created with kubectl through the webhook, scheduled to the gVisor node, and reaches Running (or says why not)', async () => {
+  it('is created with kubectl through the webhook, scheduled to the gVisor node, and reaches Running', async (context) => {
     const started = Date.now();
     await tool('kubectl', ['create', '-n', tenant, '-f', jsonFile(labelled(busyboxPod('tenant-app', {}, resources)))]);
     figures['kubectl create, tenant pod (ms)'] = Date.now() - started;
@@ -236,7 +241,9 @@ describe('a tenant pod on the real node', () => {
       figures['gVisor pod failed'] = gvisorUnavailable;
       // Only the runtime may be what failed: the event must come from the kubelet on our node.
       expect(outcome.event.source?.host ?? outcome.event.reportingInstance).toBe(node.name);
-      return;
+      // Where gVisor is known to run (CI on the hosts this suite was written on), that is a failure.
+      if (process.env.SANDBOX_WEBHOOK_E2E_REQUIRE_GVISOR === '1') throw new Error(`the gVisor pod did not start: ${gvisorUnavailable}`);
+      context.skip(`the gVisor pod did not start on this host: ${gvisorUnavailable}`);
     }
     figures['tenant pod (runsc) Running after create (ms)'] = Date.now() - started;
   });
