@@ -261,8 +261,11 @@ describe('a tenant pod on the real node', () => {
     if (gvisorUnavailable) context.skip(`the gVisor pod did not start on this host: ${gvisorUnavailable}`);
     // memory: 64Mi (limit) + 64Mi (overhead); cpu: 200m + 100m as a CFS quota per 100 ms period.
     const memory = podCgroup('memory', uid);
-    expect(readNumber(join(memory, 'memory.limit_in_bytes'))).toBe(128 * 1024 * 1024);
     const cpu = podCgroup('cpu', uid);
+    figures['pod cgroup'] =
+      `${memory}: memory.limit_in_bytes ${readNumber(join(memory, 'memory.limit_in_bytes'))}, ` +
+      `cpu.cfs_quota_us ${readNumber(join(cpu, 'cpu.cfs_quota_us'))}, cpu.shares ${readNumber(join(cpu, 'cpu.shares'))}`;
+    expect(readNumber(join(memory, 'memory.limit_in_bytes'))).toBe(128 * 1024 * 1024);
     const period = readNumber(join(cpu, 'cpu.cfs_period_us'));
     expect(readNumber(join(cpu, 'cpu.cfs_quota_us'))).toBe((300 * period) / 1000);
     // cpu.shares from the requests (limits here) plus overhead: 300m * 1024 / 1000.
