@@ -21,6 +21,8 @@ import {
   createNamespace,
   deleteNamespace,
   generateWebhookCerts,
+  GVISOR_NODE_LABEL,
+  GVISOR_NODE_TAINT,
   loadKubeConfig,
   makeTempDir,
   REPO_ROOT,
@@ -29,7 +31,6 @@ import {
   type RunningWebhook,
 } from '../e2e/harness/index.js';
 import { freePort } from '../e2e/harness/controlplane.js';
-import { GVISOR_LABEL, GVISOR_TAINT } from './harness/node.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -42,7 +43,7 @@ const RUNTIME_CLASS = 'gvisor';
 const MISSING_CLASS = `no-handler-${SUFFIX}`;
 const MISSING_HANDLER = `not-in-containerd-${SUFFIX}`;
 const OVERHEAD = { cpu: '100m', memory: '64Mi' };
-const TOLERATION = { key: GVISOR_TAINT.key, operator: 'Equal', value: GVISOR_TAINT.value, effect: 'NoSchedule' };
+const TOLERATION = { key: GVISOR_NODE_TAINT.key, operator: 'Equal', value: GVISOR_NODE_TAINT.value, effect: 'NoSchedule' };
 const TENANT_LABEL = 'sandbox-webhook.io/tenant';
 
 const node = inject('node');
@@ -181,7 +182,7 @@ beforeAll(async () => {
       name: RUNTIME_CLASS,
       handler: 'runsc',
       overhead: { podFixed: OVERHEAD },
-      scheduling: { nodeSelector: { [GVISOR_LABEL.key]: GVISOR_LABEL.value }, tolerations: [TOLERATION] },
+      scheduling: { nodeSelector: { [GVISOR_NODE_LABEL.key]: GVISOR_NODE_LABEL.value }, tolerations: [TOLERATION] },
       keepOnUninstall: false,
     },
   };
@@ -232,7 +233,7 @@ describe('a tenant pod on the real node', () => {
     // The webhook set the class; the RuntimeClass admission plugin added its overhead and scheduling.
     expect(stored.spec?.runtimeClassName).toBe(RUNTIME_CLASS);
     expect(stored.spec?.overhead).toEqual(OVERHEAD);
-    expect(stored.spec?.nodeSelector).toEqual({ [GVISOR_LABEL.key]: GVISOR_LABEL.value });
+    expect(stored.spec?.nodeSelector).toEqual({ [GVISOR_NODE_LABEL.key]: GVISOR_NODE_LABEL.value });
     const outcome = await podOutcome(tenant, 'tenant-app');
     const placed = await core.readNamespacedPod({ namespace: tenant, name: 'tenant-app' });
     expect(placed.spec?.nodeName).toBe(node.name);

@@ -1,12 +1,13 @@
 // A real Kubernetes node for the end-to-end tests: containerd (runc and the gVisor shim) and a kubelet
 // registered against the test control plane, inside namespaces of their own, under one temp dir.
 //
-// Why namespaces (docs/gvisor-node.md "A node in a user namespace"): on a host whose capability bounding
-// set lacks CAP_SYS_RESOURCE, the gVisor shim fails at start ("failed to set OOM Score on shim: write
-// /proc/N/oom_score_adj: permission denied"): it lowers its daemon's oom_score_adj to -999 and tolerates
-// the refusal only in a user namespace (containerd's pkg/sys/oom_linux.go, SetOOMScore). So the node runs
-// where a rootless Kubernetes node runs: a user namespace mapping every id to itself (root stays root for
-// files, cgroups and the rest), with its own mount, pid, network, uts and ipc namespaces:
+// Why namespaces (docs/gvisor-node.md "Nodes without CAP_SYS_RESOURCE"): on a host whose capability
+// bounding set lacks CAP_SYS_RESOURCE, the gVisor shim fails at start ("failed to set OOM Score on shim:
+// write /proc/N/oom_score_adj: permission denied"): it lowers its daemon's oom_score_adj to -999
+// (gvisor.dev/gvisor pkg/shim/v1/manager.go, Start) and containerd's helper it calls tolerates the refusal
+// only in a user namespace (github.com/containerd/containerd/v2 pkg/sys/oom_linux.go, SetOOMScore). So the
+// node runs where a rootless Kubernetes node runs: a user namespace mapping ids to themselves (root stays
+// root for files, cgroups and the rest), with its own mount, pid, network, uts and ipc namespaces:
 //   - the kubelet's KubeletInUserNamespace gate turns its refused host sysctls into warnings, so the
 //     host's sysctls are never changed;
 //   - a veth pair links the node's network namespace to the host: the kubelet reaches the apiserver
@@ -23,16 +24,13 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { parse, stringify } from 'yaml';
+import { GVISOR_NODE_LABEL, GVISOR_NODE_TAINT } from '../../e2e/harness/cluster.js';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess } from '../../e2e/harness/process.js';
 import { BUILD_IMAGE_SCRIPT, type NodeBinaries } from './binaries.js';
 import { cniConflist, containerdConfig, kubeletConfig, runscToml } from './configs.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The label and taint the chart's RuntimeClass selects and tolerates (charts/sandbox-webhook values). */
-export const GVISOR_LABEL = { key: 'sandbox.gvisor.dev/runtime', value: 'gvisor' } as const;
-export const GVISOR_TAINT = { key: GVISOR_LABEL.key, value: GVISOR_LABEL.value, effect: 'NoSchedule' } as const;
 
 /** Every cgroup root a run makes starts with this; a later run removes stale empty ones. */
 const CGROUP_PREFIX = 'sandbox-webhook-e2e-node-';
@@ -410,7 +408,7 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
         healthzPort: 10248,
         clientCaFile: options.kubeletClientCa,
         podLogsDir: logs.podLogsDir,
-        taint: GVISOR_TAINT,
+        taint: { key: GVISOR_NODE_TAINT.key, value: GVISOR_NODE_TAINT.value ?? '', effect: GVISOR_NODE_TAINT.effect },
       }),
     );
     kubelet = startProcess({
@@ -421,7 +419,8 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
         `--root-dir=${path('kubelet', 'root')}`,
         `--hostname-override=${name}`,
         `--node-ip=${nodeIp}`,
-        `--node-labels=${GVISOR_LABEL.key}=${GVISOR_LABEL.value}`,
+        // The label and taint the chart's RuntimeClass selects and tolerates (docs/gvisor-node.md).
+        `--node-labels=${GVISOR_NODE_LABEL.key}=${GVISOR_NODE_LABEL.value}`,
         '--v=2',
       ]),
       logFile: logs.kubelet,
