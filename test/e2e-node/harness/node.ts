@@ -288,6 +288,11 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
   };
 
   try {
+    if (existsSync(join(CGROUP_FS, 'cgroup.controllers'))) {
+      // The cgroup handling here (a root per v1 hierarchy, the tests' limits read from v1 files) is
+      // written for the cgroup v1 hosts this suite runs on.
+      throw new Error(`${CGROUP_FS} is a cgroup v2 mount: this harness supports cgroup v1 (or hybrid) hosts only`);
+    }
     removeStaleCgroupRoots();
 
     // Test images: busybox for the pods, and a pause image made of busybox's sleep for the sandbox.
