@@ -79,7 +79,8 @@ export function runscToml(paths: RunscPaths, platform: string): string {
   return `binary_name = ${q(paths.runsc)}
 root = ${q(paths.root)}
 log_level = "debug"
-log_path = ${q(`${paths.logDir}/shim-%ID%.log`)}
+# A directory (trailing slash): the shim writes runsc-shim-<id>.log there (pkg/shim/v1/runsccmd/utils.go).
+log_path = ${q(`${paths.logDir}/`)}
 
 [runsc_config]
   platform = ${q(platform)}

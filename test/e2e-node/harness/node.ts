@@ -24,13 +24,20 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { parse, stringify } from 'yaml';
-import { GVISOR_NODE_LABEL, GVISOR_NODE_TAINT } from '../../e2e/harness/cluster.js';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess } from '../../e2e/harness/process.js';
 import { BUILD_IMAGE_SCRIPT, type NodeBinaries } from './binaries.js';
 import { cniConflist, containerdConfig, kubeletConfig, runscToml } from './configs.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The label and taint the chart's RuntimeClass selects and tolerates: GVISOR_NODE_LABEL and
+ * GVISOR_NODE_TAINT of test/e2e/harness/cluster.ts, which this file cannot import (it imports vitest's
+ * expect, and globalSetup runs outside vitest's test context).
+ */
+const GVISOR_NODE_LABEL = { key: 'sandbox.gvisor.dev/runtime', value: 'gvisor' } as const;
+const GVISOR_NODE_TAINT = { key: GVISOR_NODE_LABEL.key, value: GVISOR_NODE_LABEL.value, effect: 'NoSchedule' } as const;
 
 /** Every cgroup root a run makes starts with this; a later run removes stale empty ones. */
 const CGROUP_PREFIX = 'sandbox-webhook-e2e-node-';
@@ -413,7 +420,7 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
         healthzPort: 10248,
         clientCaFile: options.kubeletClientCa,
         podLogsDir: logs.podLogsDir,
-        taint: { key: GVISOR_NODE_TAINT.key, value: GVISOR_NODE_TAINT.value ?? '', effect: GVISOR_NODE_TAINT.effect },
+        taint: GVISOR_NODE_TAINT,
       }),
     );
     kubelet = startProcess({
@@ -424,7 +431,6 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
         `--root-dir=${path('kubelet', 'root')}`,
         `--hostname-override=${name}`,
         `--node-ip=${nodeIp}`,
-        // The label and taint the chart's RuntimeClass selects and tolerates (docs/gvisor-node.md).
         `--node-labels=${GVISOR_NODE_LABEL.key}=${GVISOR_NODE_LABEL.value}`,
         '--v=2',
       ]),
