@@ -230,8 +230,10 @@ describe('a tenant pod on the real node', () => {
     figures['kubectl create, tenant pod (ms)'] = Date.now() - started;
     const stored = await core.readNamespacedPod({ namespace: tenant, name: 'tenant-app' });
     uid = stored.metadata?.uid ?? '';
-    // The webhook set the class; the RuntimeClass admission plugin added its overhead and scheduling.
+    // The webhook set the class (the chart's default policy: no rule matches, defaultAction sandbox); the
+    // RuntimeClass admission plugin added its overhead and scheduling.
     expect(stored.spec?.runtimeClassName).toBe(RUNTIME_CLASS);
+    expect(stored.metadata?.annotations?.['sandbox-webhook.io/rule']).toBe('default');
     expect(stored.spec?.overhead).toEqual(OVERHEAD);
     expect(stored.spec?.nodeSelector).toEqual({ [GVISOR_NODE_LABEL.key]: GVISOR_NODE_LABEL.value });
     const outcome = await podOutcome(tenant, 'tenant-app');
