@@ -2,8 +2,12 @@
 # Builds the control-plane binaries the end-to-end tests run (like envtest, but from Go source, since
 # there is no container runtime to pull them from): kube-apiserver, kube-scheduler and kubectl from
 # k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, and helm v3, all at pinned versions.
+# --with-node adds what a real gVisor node runs (test/e2e-node): kubelet from the same module,
+# containerd v2, ctr and containerd-shim-runc-v2 from github.com/containerd/containerd/v2, and runsc and
+# its containerd shim (installed as containerd-shim-runsc-v1) from gvisor.dev/gvisor. runc, the CNI
+# plugins and busybox come from Debian packages (hack/fetch-node-debs.sh), not from here.
 #
-#   hack/build-binaries.sh [--with-controller-manager] [--force]
+#   hack/build-binaries.sh [--with-controller-manager] [--with-node] [--force]
 #
 # Output: ${SANDBOX_WEBHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-webhook}/bin/, outside git.
 # Each binary has a stamp file (bin/.<name>.version) holding the version it was built for; a binary whose
@@ -12,20 +16,28 @@
 # Binaries supplied from outside are used and not built (the same order test/e2e/harness/binaries.ts
 # resolves them in): TEST_ASSET_KUBE_APISERVER, TEST_ASSET_ETCD, TEST_ASSET_KUBECTL,
 # TEST_ASSET_KUBE_SCHEDULER, TEST_ASSET_HELM (a path to one binary each), then KUBEBUILDER_ASSETS (a
-# directory holding some of them, as setup-envtest lays it out).
+# directory holding some of them, as setup-envtest lays it out). With --with-node also TEST_ASSET_KUBELET,
+# TEST_ASSET_CONTAINERD, TEST_ASSET_CTR, TEST_ASSET_CONTAINERD_SHIM_RUNC_V2, TEST_ASSET_RUNSC and
+# TEST_ASSET_CONTAINERD_SHIM_RUNSC_V1 (test/e2e-node/harness/binaries.ts reads the same names).
 set -euo pipefail
 
 KUBERNETES_VERSION=v1.36.3
 ETCD_VERSION=v3.5.35
 HELM_VERSION=v3.22.0
+CONTAINERD_VERSION=v2.4.2
+# gVisor publishes no tagged Go module: this is the module proxy's latest for gvisor.dev/gvisor (its
+# "go" branch), pinned.
+GVISOR_VERSION=v0.0.0-20260905035102-160fafc42237
 
 with_controller_manager=0
+with_node=0
 force=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-controller-manager) with_controller_manager=1 ;;
+    --with-node) with_node=1 ;;
     --force) force=1 ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "build-binaries.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -89,6 +101,7 @@ json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" | 
 build_kubernetes() {
   local names=(kube-apiserver kube-scheduler kubectl)
   [ "$with_controller_manager" = 1 ] && names+=(kube-controller-manager)
+  [ "$with_node" = 1 ] && names+=(kubelet)
   local todo=() name var
   for name in "${names[@]}"; do
     var=TEST_ASSET_$(echo "$name" | tr 'a-z-' 'A-Z_')
@@ -174,9 +187,81 @@ build_helm() {
   install_binary helm "$out/helm" "$HELM_VERSION" $(($(date +%s) - start))
 }
 
+# asset_var NAME: the TEST_ASSET_* variable that supplies NAME (containerd-shim-runc-v2 ->
+# TEST_ASSET_CONTAINERD_SHIM_RUNC_V2).
+asset_var() { echo "TEST_ASSET_$(echo "$1" | tr 'a-z-' 'A-Z_')"; }
+
+# wrapper_module DIR NAME MODULE VERSION: a module that requires MODULE at VERSION, to build its
+# commands as dependencies (go install pkg@version refuses modules whose go.mod has replace directives,
+# and one go build for several commands compiles shared packages once).
+wrapper_module() {
+  local dir=$1 name=$2 module=$3 version=$4
+  rm -rf "$dir" && mkdir -p "$dir/out"
+  printf 'module sandbox-webhook.local/%s\n\ngo %s\n\nrequire %s %s\n' \
+    "$name" "$(go env GOVERSION | sed 's/^go//')" "$module" "$version" >"$dir/go.mod"
+}
+
+build_containerd() {
+  local todo=() name
+  for name in containerd ctr containerd-shim-runc-v2; do
+    needed "$name" "$(asset_var "$name")" "$CONTAINERD_VERSION" && todo+=("$name")
+  done
+  [ ${#todo[@]} -gt 0 ] || return 0
+  local mod=$work/containerd-$CONTAINERD_VERSION pkg=github.com/containerd/containerd/v2 start seconds
+  wrapper_module "$mod" containerd-binaries "$pkg" "$CONTAINERD_VERSION"
+  local ldflags="-s -w -X $pkg/version.Version=$CONTAINERD_VERSION -X $pkg/version.Revision=unknown -X $pkg/version.Package=$pkg"
+  # The tags of containerd's own static release (its Makefile, STATIC=1); the shim adds no_grpc as
+  # that Makefile does. With CGO off the btrfs snapshotter (cgo only) is left out.
+  local tags="urfave_cli_no_docs osusergo netgo static_build" daemon=() shim=()
+  for name in "${todo[@]}"; do
+    case "$name" in
+      containerd-shim-runc-v2) shim+=("$pkg/cmd/$name") ;;
+      *) daemon+=("$pkg/cmd/$name") ;;
+    esac
+  done
+  log "building ${todo[*]} $CONTAINERD_VERSION"
+  start=$(date +%s)
+  if [ ${#daemon[@]} -gt 0 ]; then
+    (cd "$mod" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o out/ "${daemon[@]}")
+  fi
+  if [ ${#shim[@]} -gt 0 ]; then
+    (cd "$mod" && go build -trimpath -tags "$tags no_grpc" -ldflags "$ldflags" -o out/ "${shim[@]}")
+  fi
+  seconds=$(($(date +%s) - start))
+  for name in "${todo[@]}"; do install_binary "$name" "$mod/out/$name" "$CONTAINERD_VERSION" "$seconds"; done
+}
+
+build_gvisor() {
+  local todo=() name
+  for name in runsc containerd-shim-runsc-v1; do
+    needed "$name" "$(asset_var "$name")" "$GVISOR_VERSION" && todo+=("$name")
+  done
+  [ ${#todo[@]} -gt 0 ] || return 0
+  local mod=$work/gvisor-$GVISOR_VERSION start seconds pkgs=()
+  wrapper_module "$mod" gvisor-binaries gvisor.dev/gvisor "$GVISOR_VERSION"
+  for name in "${todo[@]}"; do
+    case "$name" in
+      runsc) pkgs+=(gvisor.dev/gvisor/runsc) ;;
+      # The shim's main package is gvisor.dev/gvisor/shim; containerd finds a runtime type
+      # io.containerd.runsc.v1 as the binary containerd-shim-runsc-v1.
+      containerd-shim-runsc-v1) pkgs+=(gvisor.dev/gvisor/shim) ;;
+    esac
+  done
+  log "building ${todo[*]} $GVISOR_VERSION"
+  start=$(date +%s)
+  (cd "$mod" && go build -trimpath -ldflags "-s -w -X gvisor.dev/gvisor/runsc/version.version=$GVISOR_VERSION" -o out/ "${pkgs[@]}")
+  seconds=$(($(date +%s) - start))
+  [ ! -e "$mod/out/shim" ] || mv "$mod/out/shim" "$mod/out/containerd-shim-runsc-v1"
+  for name in "${todo[@]}"; do install_binary "$name" "$mod/out/$name" "$GVISOR_VERSION" "$seconds"; done
+}
+
 total_start=$(date +%s)
 build_etcd
 build_kubernetes
 build_helm
+if [ "$with_node" = 1 ]; then
+  build_containerd
+  build_gvisor
+fi
 log "done in $(($(date +%s) - total_start))s"
 echo "$bin"
