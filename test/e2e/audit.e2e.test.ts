@@ -50,7 +50,8 @@ interface Row {
 }
 
 async function metricsOf(webhook: RunningWebhook): Promise<string> {
-  const { status, body } = await getUrl(`${webhook.url}/metrics`, { ca: Buffer.from(webhook.caPem) });
+  // The metrics port, plain HTTP (docs/metrics.md).
+  const { status, body } = await getUrl(webhook.metricsUrl);
   if (status !== 200) throw new Error(`GET /metrics: ${status}`);
   return body;
 }

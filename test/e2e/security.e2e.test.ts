@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
+  pinnedVersions,
   REPO_ROOT,
   createGvisorRuntimeClass,
   createNamespace,
@@ -83,6 +84,8 @@ async function renderBackstop(values: object): Promise<Run> {
     writeFileSync(join(dir, 'values.yaml'), JSON.stringify(values));
     return await run(join(inject('binDir'), 'helm'), [
       'template', RELEASE, join(REPO_ROOT, 'charts/sandbox-webhook'), '--namespace', 'sec-e2e-system',
+      // The chart declares the Kubernetes versions it supports; helm template without a cluster must be told.
+      '--kube-version', pinnedVersions().kubernetes,
       '--show-only', 'templates/validatingadmissionpolicy.yaml', '-f', join(dir, 'values.yaml'),
     ]);
   } finally {
