@@ -887,9 +887,9 @@ describe('install safety and operations values', () => {
     { name: 'a global.imageRegistry with a scheme is refused', values: { global: { imageRegistry: 'https://mirror.example.com' } }, message: /global\/imageRegistry/ },
     { name: 'the metrics port on the webhook port is refused', values: { containerPorts: { metrics: 8443 } }, message: /the metrics port must differ from the webhook port/ },
     {
-      name: 'a ValidatingAdmissionPolicy without a namespaceSelector next to allow rules is refused',
-      values: { validatingAdmissionPolicy: { namespaceSelector: null }, policy: { rules: [{ name: 'r', action: 'allow', match: { namespaces: ['x'] } }] } },
-      message: /validatingAdmissionPolicy\.namespaceSelector is empty/,
+      name: 'a ValidatingAdmissionPolicy without a namespaceSelector next to an allow rule by images is refused (it cannot tell those pods apart)',
+      values: { validatingAdmissionPolicy: { namespaceSelector: null }, policy: { rules: [{ name: 'r', action: 'allow', match: { allImages: ['registry.example.com/**'] } }] } },
+      message: /validatingAdmissionPolicy\.namespaceSelector is unset, and policy\.rules\[\d+\] \("r"\) allows pods by labels or images/,
     },
     { name: 'a ServiceMonitor without the Prometheus Operator API is refused, saying how to render it', values: { serviceMonitor: { enabled: true } }, extra: ['--no-hooks'], message: /--api-versions monitoring\.coreos\.com\/v1/ },
     { name: 'certManager mode without cert-manager is refused', values: { certificates: { mode: 'certManager' } }, extra: ['--no-hooks'], message: /install cert-manager first/ },

@@ -257,9 +257,7 @@ chart uses; the optional ones come from CRDs, checked here. `helm template` know
 {{- if eq (int .Values.containerPorts.metrics) (int .Values.containerPorts.webhook) }}
 {{- fail (printf "containerPorts.metrics and containerPorts.webhook are both %v: the metrics port must differ from the webhook port" .Values.containerPorts.webhook) }}
 {{- end }}
-{{- if and $vapValues.enabled (not $vapValues.namespaceSelector) (or (eq (.Values.policy.defaultAction | default "sandbox") "allow") (gt (len (default (list) .Values.policy.rules)) 0)) }}
-{{- fail "validatingAdmissionPolicy.namespaceSelector is empty, so it would require a sandbox class in every namespace, also where policy.rules or defaultAction allow pods unsandboxed: set a namespaceSelector (e.g. the tenant label) or disable validatingAdmissionPolicy" }}
-{{- end }}
+{{- /* An unset validatingAdmissionPolicy.namespaceSelector is checked by templates/validatingadmissionpolicy.yaml: it exempts the namespaces allow rules name, and refuses what it cannot tell apart. */}}
 {{- $c := .Values.certificates }}
 {{- if eq $c.mode "existingSecret" }}
 {{- if not $c.existingSecret.name }}
