@@ -221,13 +221,12 @@ describe('the paths around the CREATE check, on a real apiserver', () => {
       const applied = await run(join(inject('binDir'), 'kubectl'), ['apply', '-f', '-'], rendered.stdout);
       expect(applied.code, applied.stderr).toBe(0);
 
-      // The apiserver compiles the policy and its binding through informers: wait until a swap is refused.
-      let result: Run = await setImage(platform, 'legacy', UNTRUSTED);
-      for (let i = 0; i < 100 && result.code === 0; i++) {
-        await setImage(platform, 'legacy', TRUSTED);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        result = await setImage(platform, 'legacy', UNTRUSTED);
-      }
+      // The apiserver compiles the policy and its binding through informers: wait until a swap is refused,
+      // probing with a server-side dry run, which goes through admission and changes nothing (a real swap
+      // that got through would leave the pod with the new image, and a swap back would then be refused).
+      const probe = (): Promise<Run> => kubectl('set', 'image', '--dry-run=server', '-n', platform, 'pod/legacy', `app=${UNTRUSTED}`);
+      for (let i = 0; i < 150 && (await probe()).code === 0; i++) await new Promise((resolve) => setTimeout(resolve, 200));
+      const result = await setImage(platform, 'legacy', UNTRUSTED);
       expect(result.code).not.toBe(0);
       expect(result.stderr).toContain(
         `pods "legacy" is forbidden: ValidatingAdmissionPolicy '${VAP_NAME}' with binding '${VAP_NAME}' denied request: ` +
