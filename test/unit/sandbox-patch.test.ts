@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import fastJsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
-import { buildFixtures } from '../../bench/fixtures.js';
+import { buildFixtures } from '../support/bench-reviews.js';
 import { encodedSandboxPatch, RULE_ANNOTATION, sandboxPatch } from '../../src/admission/admit.js';
 import { fixture, FIXTURES, HAVE_SHARED_FIXTURES, SHARED_FIXTURES, type Json } from '../support/review.js';
 

@@ -1,11 +1,13 @@
 // Realistic AdmissionReviews for the benchmark, generated in memory: what a kube-apiserver sends for
 // a Pod CREATE made by a ReplicaSet controller (defaulted spec, managedFields, generateName, empty
-// name: KUBERNETES.md §1). Deterministic, so runs compare.
+// name: docs/kubernetes.md §1). Deterministic, so runs compare.
 //
 //   tenant  a small tenant pod, sandboxed by the policy (patch: runtimeClassName + rule annotation)
 //   system  a small pod in kube-system, allowed by the `system` rule (no patch)
 //   denied  a small tenant pod with an image from a blocked registry, denied 403 by a deny rule
 //   large   a ~60 KB tenant pod: many containers, env vars, mounts and probes (sandboxed)
+
+import type { Json } from './review.js';
 
 export type FixtureName = 'tenant' | 'system' | 'denied' | 'large';
 
@@ -20,7 +22,6 @@ export interface Fixture {
   readonly body: string;
 }
 
-type Json = Record<string, unknown>;
 
 function container(name: string, image: string, envCount: number, index: number): Json {
   const env: Json[] = [];
