@@ -24,7 +24,7 @@
 //          --namespace-concurrency N (default 32),
 //          --node-flags="..." (default: the Dockerfile CMD's), --profile (webhook under --cpu-prof)
 
-import { readdirSync, readFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -511,8 +511,14 @@ async function main(): Promise<number> {
     console.log(`apiserver CPU per pod with the webhook minus without: ${fmt(gap, 2)} ms (its own webhook call: no webhook can remove it); webhook ${fmt(summary.sandboxed.webhookCpuMsPerPod, 3)} ms`);
 
     if (profileDir) {
+      // The profile is written when the process exits; its directory goes with this run.
       await webhook.stop('SIGTERM');
-      console.log(`CPU profile of the webhook: ${readdirSync(profileDir).map((f) => join(profileDir, f)).join(', ') || '(none written)'} (removed when this process exits: copy it first)`);
+      mkdirSync(RESULTS_DIR, { recursive: true });
+      for (const file of readdirSync(profileDir)) {
+        const kept = join(RESULTS_DIR, `cluster-webhook-${startedAt.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+        copyFileSync(join(profileDir, file), kept);
+        console.log(`CPU profile of the webhook: ${kept} (npx tsx bench/profile.ts ${kept})`);
+      }
     }
 
     const report = {
