@@ -24,14 +24,13 @@
 //          --namespace-concurrency N (default 32),
 //          --node-flags="..." (default: the Dockerfile CMD's), --profile (webhook under --cpu-prof)
 
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBinaries } from '../test/e2e/harness/binaries.js';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness/controlplane.js';
-import { makeTempDir } from '../test/e2e/harness/process.js';
 import { startWebhook, WEBHOOK_MAIN, type RunningWebhook } from '../test/e2e/harness/webhook.js';
 import { buildFixtures } from '../test/support/bench-reviews.js';
 import type { Json } from '../test/support/review.js';
@@ -383,15 +382,16 @@ async function main(): Promise<number> {
 
     // The webhook, as shipped, in cluster mode.
     const flavour = await webhookFlavour(mainJs, chartLogLevel());
-    const profileDir = values.profile ? makeTempDir('cluster-profile') : undefined;
-    const nodeOptions = [...nodeFlags, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])].join(' ');
+    const profileFile = values.profile ? join(RESULTS_DIR, `cluster-webhook-${startedAt.toISOString().replace(/[:.]/g, '-')}.cpuprofile`) : undefined;
+    const nodeOptions = [...nodeFlags, ...(profileFile ? [`--import=${join(ROOT, 'bench', 'cpu-profile.mjs')}`] : [])].join(' ');
+    if (profileFile) mkdirSync(RESULTS_DIR, { recursive: true });
     const spawned = performance.now();
     webhook = await startWebhook({
       policyYaml: POLICY,
       kubeconfig: cp.kubeconfigPath,
       logLevel: flavour.logLevel,
       args: flavour.args,
-      env: { NODE_OPTIONS: nodeOptions },
+      env: { NODE_OPTIONS: nodeOptions, ...(profileFile ? { BENCH_CPU_PROFILE: profileFile } : {}) },
       readyTimeoutMs: 60_000,
     });
     const readyMs = performance.now() - spawned;
@@ -510,15 +510,10 @@ async function main(): Promise<number> {
     const gap = summary.sandboxed.apiserverCpuMsPerPod - summary.off.apiserverCpuMsPerPod;
     console.log(`apiserver CPU per pod with the webhook minus without: ${fmt(gap, 2)} ms (its own webhook call: no webhook can remove it); webhook ${fmt(summary.sandboxed.webhookCpuMsPerPod, 3)} ms`);
 
-    if (profileDir) {
-      // The profile is written when the process exits; its directory goes with this run.
+    if (profileFile) {
+      // The profile is written when the process exits.
       await webhook.stop('SIGTERM');
-      mkdirSync(RESULTS_DIR, { recursive: true });
-      for (const file of readdirSync(profileDir)) {
-        const kept = join(RESULTS_DIR, `cluster-webhook-${startedAt.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
-        copyFileSync(join(profileDir, file), kept);
-        console.log(`CPU profile of the webhook: ${kept} (npx tsx bench/profile.ts ${kept})`);
-      }
+      console.log(`CPU profile of the webhook: ${profileFile} (npx tsx bench/profile.ts ${profileFile})`);
     }
 
     const report = {
