@@ -454,6 +454,9 @@ async function main(): Promise<number> {
     const rssAfterMB = rssMB(webhook.pid);
     const peakMB = peakRssMB(webhook.pid);
 
+    // What the webhook spends while no review comes (reload polling, timers, GC): its CPU per second
+    // in the rounds that do not call it. Subtracted, it leaves what the reviews themselves cost.
+    const idleCpuMsPerSecond = median(results.filter((r) => r.kind === 'off').map((r) => (r.cpuMsPerPod.webhook * (r.pods - r.failed)) / r.seconds));
     const summary = Object.fromEntries(
       KINDS.map((kind) => {
         const of = results.filter((r) => r.kind === kind);
@@ -468,13 +471,14 @@ async function main(): Promise<number> {
             apiserverCpuMsPerPod: m((r) => r.cpuMsPerPod.apiserver),
             etcdCpuMsPerPod: m((r) => r.cpuMsPerPod.etcd),
             webhookCpuMsPerPod: m((r) => r.cpuMsPerPod.webhook),
+            webhookReviewCpuMsPerPod: m((r) => r.cpuMsPerPod.webhook - (idleCpuMsPerSecond * r.seconds) / (r.pods - r.failed)),
             webhookCallsPerPod: m((r) => r.webhookCallsPerPod),
             failed: of.reduce((n, r) => n + r.failed, 0),
             wrongClassOnCreate: of.reduce((n, r) => n + r.wrongClass, 0),
           },
         ];
       }),
-    ) as Record<Kind, { podsPerSecond: number; podsPerSecondRange: number[]; latencyP50Ms: number; latencyP99Ms: number; apiserverCpuMsPerPod: number; etcdCpuMsPerPod: number; webhookCpuMsPerPod: number; webhookCallsPerPod: number; failed: number; wrongClassOnCreate: number }>;
+    ) as Record<Kind, { podsPerSecond: number; podsPerSecondRange: number[]; latencyP50Ms: number; latencyP99Ms: number; apiserverCpuMsPerPod: number; etcdCpuMsPerPod: number; webhookCpuMsPerPod: number; webhookReviewCpuMsPerPod: number; webhookCallsPerPod: number; failed: number; wrongClassOnCreate: number }>;
 
     const rows: Array<[string, (kind: Kind) => string]> = [
       ['pod creates per second (median; range)', (k) => `${fmt(summary[k].podsPerSecond, 0)} (${fmt(summary[k].podsPerSecondRange[0] ?? Number.NaN, 0)}-${fmt(summary[k].podsPerSecondRange[1] ?? Number.NaN, 0)})`],
@@ -483,6 +487,7 @@ async function main(): Promise<number> {
       ['apiserver CPU per pod, ms', (k) => fmt(summary[k].apiserverCpuMsPerPod, 2)],
       ['etcd CPU per pod, ms', (k) => fmt(summary[k].etcdCpuMsPerPod, 2)],
       ['webhook CPU per pod, ms', (k) => (k === 'off' ? '-' : fmt(summary[k].webhookCpuMsPerPod, 3))],
+      ['  less its idle CPU, ms', (k) => (k === 'off' ? '-' : fmt(summary[k].webhookReviewCpuMsPerPod, 3))],
       ['webhook calls per pod', (k) => fmt(summary[k].webhookCallsPerPod, 2)],
       ['failed creates', (k) => String(summary[k].failed)],
       ['stored pods / without their class', (k) => `${stored[k].stored} / ${k === 'off' ? '-' : stored[k].wrongClass + summary[k].wrongClassOnCreate}`],
@@ -491,6 +496,7 @@ async function main(): Promise<number> {
     console.log(['figure'.padEnd(42), 'not registered'.padStart(16), 'sandboxed'.padStart(16), 'overhead class'.padStart(16)].join(''));
     for (const [name, cell] of rows) console.log([name.padEnd(42), ...KINDS.map((k) => cell(k).padStart(16))].join(''));
     console.log(`webhook: ready in ${fmt(readyMs, 0)} ms, RSS ${fmt(rssAtReadyMB)} MB at ready, ${fmt(rssAfterMB)} MB after the rounds, peak ${fmt(peakMB)} MB`);
+    console.log(`webhook idle CPU (rounds that do not call it): ${fmt(idleCpuMsPerSecond, 2)} ms per second`);
     console.log(`namespaces: ${all.length} created in ${fmt(namespaceSeconds)} s at ${namespaceConcurrency} in flight`);
 
     const checks = [
@@ -522,7 +528,7 @@ async function main(): Promise<number> {
       machine: { nproc: os.availableParallelism(), node: process.version, kubernetes: version, loadAverage1m: os.loadavg()[0] },
       options: { tenants, extraNamespaces, podsPerRound, rounds, concurrency, namespaceConcurrency, webhook: mainJs, nodeFlags, logLevel: flavour.logLevel },
       namespaces: { count: all.length, seconds: namespaceSeconds, apiserverCpuMsEach: namespaceApiserverCpuMs / all.length },
-      webhook: { readyMs, rssAtReadyMB, rssAfterMB, peakRssMB: peakMB },
+      webhook: { readyMs, rssAtReadyMB, rssAfterMB, peakRssMB: peakMB, idleCpuMsPerSecond },
       rounds: results,
       summary,
       stored,
