@@ -10,7 +10,7 @@
 //      peak RSS from /proc/PID/status
 //   3. bench/results/latest.json (and a timestamped copy), a table, and whether each target is met
 //
-// Options: --duration-seconds N (seconds of load per server and scenario, in rounds; twice that for the
+// Options: --duration-seconds N (seconds of load per server and scenario, in rounds; four times that for the
 //          small-pod mix, which the targets use; default 4), --connections N (default 8),
 //          --profile (webhook under node --cpu-prof; the profile's path is printed),
 //          --scenario NAME (repeatable: only these load scenarios), --skip-load, --skip-scaling,
@@ -276,10 +276,11 @@ async function loadRuns(
       return fixture.body;
     });
     // Short turns, many of them: whatever else runs on the machine changes from second to second.
-    // The small-pod mix, which the targets use, gets 8 rounds of at least 1 s; the others 4.
+    // The small-pod mix, which the targets use, gets 8 rounds of half --duration-seconds (2 s by
+    // default); the others 4 rounds of a quarter.
     const mix = scenario.name === 'small-mix';
     const rounds = mix ? 8 : 4;
-    const seconds = Math.max(1, ((mix ? 2 : 1) * durationSeconds) / rounds);
+    const seconds = Math.max(1, ((mix ? 4 : 1) * durationSeconds) / rounds);
     const saturated = (server: ServerProcess): Promise<LoadSample> =>
       runLoad({ port: server.port, pid: server.child.pid ?? 0, bodies, connections, durationSeconds: seconds });
     process.stdout.write(`load ${scenario.name}: warm-up`);
