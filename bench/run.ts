@@ -20,7 +20,7 @@
 //          is not met)
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -425,11 +425,15 @@ async function main(): Promise<number> {
       console.log(`webhook log: ${(webhookLogBytes / 1e6).toFixed(1)} MB written; CPU stolen by the host over the whole load: ${fmt(stealPercentOfRun, 2)}%`);
     } finally {
       await Promise.all(SERVERS.map((key) => stopServer(servers[key])));
-      if (!profileDir) certificates.remove();
-    }
-    if (profileDir) {
-      const profiles = existsSync(profileDir) ? readdirSync(profileDir).map((f) => join(profileDir as string, f)) : [];
-      console.log(`\nCPU profile of the webhook: ${profiles.join(', ') || '(none written)'}`);
+      // The profile is written when the webhook exits: keep it beside the results.
+      const profiles = profileDir && existsSync(profileDir) ? readdirSync(profileDir) : [];
+      for (const file of profiles) {
+        const kept = join(RESULTS_DIR, `webhook-${startedAt.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+        mkdirSync(RESULTS_DIR, { recursive: true });
+        copyFileSync(join(profileDir as string, file), kept);
+        console.log(`\nCPU profile of the webhook: ${kept} (npx tsx bench/profile.ts ${kept})`);
+      }
+      certificates.remove();
     }
   }
 
