@@ -139,12 +139,13 @@ function printScaling(points: readonly ScalingPoint[]): void {
 }
 
 function printLoad(results: readonly ScenarioResult[], rss: PerServer<number>, connections: number): void {
-  const widths = [10, 8, 8, 8, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6];
+  const widths = [10, 8, 8, 8, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6];
   console.log(`\nLoad over HTTPS, ${connections} keep-alive connections, no pipelining (reviews/s and CPU us per review: medians of rounds; latency ms)`);
   console.log('webhook as shipped (log level info to a file, metrics on); null = fastify null webhook; bare = node:https that only parses');
+  console.log('columns: saturation (throughput, ratios, CPU per review, p99), then the paced runs at half the webhook\'s saturation (p50, p99s, CPU per review)');
   console.log(
     row(
-      ['scenario', 'webhook/s', 'null/s', 'bare/s', 'vs nul', 'vs bar', 'cpu', 'null cpu', 'bare cpu', 'p99 sat', 'rate/s', 'p50', 'p99', 'null p99', 'bare p99', 'steal%'],
+      ['scenario', 'webhook/s', 'null/s', 'bare/s', 'vs nul', 'vs bar', 'cpu', 'null cpu', 'bare cpu', 'p99 sat', 'rate/s', 'p50', 'p99', 'null p99', 'bare p99', 'cpu', 'null cpu', 'steal%'],
       widths,
     ),
   );
@@ -168,6 +169,8 @@ function printLoad(results: readonly ScenarioResult[], rss: PerServer<number>, c
           fmt(r.fixedRate.webhook.latencyMs.p99, 2),
           fmt(r.fixedRate.nullWebhook.latencyMs.p99, 2),
           fmt(r.fixedRate.bare.latencyMs.p99, 2),
+          fmt(r.fixedRate.webhook.serverCpuUsPerReview, 0),
+          fmt(r.fixedRate.nullWebhook.serverCpuUsPerReview, 0),
           fmt(stealPercent(r.fixedRate), 2),
         ],
         widths,
