@@ -26,6 +26,7 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -178,6 +179,29 @@ function pidOf(needle: string): number {
     }
   }
   throw new Error(`no process with ${needle} on its command line`);
+}
+
+/** The protocol the webhook picks when offered h2 and http/1.1 (ALPN), as the apiserver's Go client offers them. */
+function alpnOf(port: number, ca: string): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+      resolvePromise(socket.alpnProtocol || 'none (HTTP/1.1)');
+      socket.destroy();
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** TCP connections established to a local port (/proc/net/tcp, IPv4): how many the apiserver keeps open to the webhook. */
+function establishedTo(port: number): number {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((line) => {
+      const [, local, , state] = line.trim().split(/\s+/);
+      return local?.endsWith(hex) === true && state === '01';
+    }).length;
 }
 
 /** Sum of the apiserver's call counter for our webhook (apiserver_admission_webhook_admission_duration_seconds). */
@@ -450,6 +474,8 @@ async function main(): Promise<number> {
         );
       }
     }
+    const connections = establishedTo(webhook.port);
+    const alpn = await alpnOf(webhook.port, webhook.caPem);
     const stored = await checkStored(rest);
     const rssAfterMB = rssMB(webhook.pid);
     const peakMB = peakRssMB(webhook.pid);
@@ -496,6 +522,7 @@ async function main(): Promise<number> {
     console.log(['figure'.padEnd(42), 'not registered'.padStart(16), 'sandboxed'.padStart(16), 'overhead class'.padStart(16)].join(''));
     for (const [name, cell] of rows) console.log([name.padEnd(42), ...KINDS.map((k) => cell(k).padStart(16))].join(''));
     console.log(`webhook: ready in ${fmt(readyMs, 0)} ms, RSS ${fmt(rssAtReadyMB)} MB at ready, ${fmt(rssAfterMB)} MB after the rounds, peak ${fmt(peakMB)} MB`);
+    console.log(`connections from the apiserver to the webhook open after the rounds: ${connections} (kept alive and reused); ALPN with h2 offered: ${alpn}`);
     console.log(`webhook idle CPU (rounds that do not call it): ${fmt(idleCpuMsPerSecond, 2)} ms per second`);
     console.log(`namespaces: ${all.length} created in ${fmt(namespaceSeconds)} s at ${namespaceConcurrency} in flight`);
 
@@ -528,7 +555,7 @@ async function main(): Promise<number> {
       machine: { nproc: os.availableParallelism(), node: process.version, kubernetes: version, loadAverage1m: os.loadavg()[0] },
       options: { tenants, extraNamespaces, podsPerRound, rounds, concurrency, namespaceConcurrency, webhook: mainJs, nodeFlags, logLevel: flavour.logLevel },
       namespaces: { count: all.length, seconds: namespaceSeconds, apiserverCpuMsEach: namespaceApiserverCpuMs / all.length },
-      webhook: { readyMs, rssAtReadyMB, rssAfterMB, peakRssMB: peakMB, idleCpuMsPerSecond },
+      webhook: { readyMs, rssAtReadyMB, rssAfterMB, peakRssMB: peakMB, idleCpuMsPerSecond, connectionsOpenAfterRounds: connections, alpn },
       rounds: results,
       summary,
       stored,
