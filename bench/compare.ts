@@ -1,5 +1,6 @@
-// `npm run bench:compare -- PATH/TO/OTHER/dist/main.js`: this build, another build of the webhook and
-// the null webhook, in alternating rounds of the small-pod mix at saturation. On a machine whose
+// `npm run bench:compare -- PATH/TO/OTHER/dist/main.js`: this build, another build of the webhook (both
+// as shipped: the chart's log level to a file, metrics on), the null webhook and bare node:https, in
+// alternating rounds of the small-pod mix at saturation. On a machine whose
 // speed moves from one minute to the next (a shared VM), two `npm run bench` runs differ by more
 // than most changes; rounds that take turns within the same minutes, and their medians, do not.
 //
@@ -9,18 +10,17 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildFixtures } from './fixtures.js';
-import { peakRssMiB, percentile, runLoad, stopServer, waitReady, type ServerProcess } from './load.js';
-import { benchCertificates, freePort, imageNodeFlags, ROOT, startNullWebhook, startWebhook } from './servers.js';
+import { buildFixtures } from '../test/support/bench-reviews.js';
+import { freePort } from '../test/support/net.js';
+import { peakRssMB } from '../test/support/proc.js';
+import { median } from '../test/support/stats.js';
+import { runLoad, stopServer, waitReady, type ServerProcess } from './load.js';
+import { benchCertificates, imageNodeFlags, ROOT, startBareWebhook, startNullWebhook, startWebhook, webhookFlavour } from './servers.js';
 
 interface Rounds {
   readonly server: ServerProcess;
   readonly cpuUsPerReview: number[];
   readonly reviewsPerSecond: number[];
-}
-
-function median(values: readonly number[]): number {
-  return percentile(Float64Array.from(values).sort(), 50);
 }
 
 async function main(): Promise<number> {
@@ -51,11 +51,12 @@ async function main(): Promise<number> {
     .map((f) => f.body);
 
   const certificates = benchCertificates();
-  const [thisPort, otherPort, nullPort] = [await freePort(), await freePort(), await freePort()];
+  const thisMain = join(ROOT, 'dist', 'main.js');
   const servers = [
-    startWebhook('this build', join(ROOT, 'dist', 'main.js'), thisPort, certificates, nodeFlags),
-    startWebhook(`other build (${other})`, other, otherPort, certificates, nodeFlags),
-    startNullWebhook(nullPort, certificates, nodeFlags),
+    startWebhook('this build', thisMain, await freePort(), certificates, nodeFlags, await webhookFlavour(thisMain)),
+    startWebhook('other build', other, await freePort(), certificates, nodeFlags, await webhookFlavour(other)),
+    startNullWebhook(await freePort(), certificates, nodeFlags),
+    startBareWebhook(await freePort(), certificates, nodeFlags),
   ];
   try {
     await Promise.all(servers.map((server) => waitReady(server, certificates.ca)));
@@ -74,7 +75,8 @@ async function main(): Promise<number> {
     }
     const nullCpu = median(results[2]?.cpuUsPerReview ?? []);
     const nullRate = median(results[2]?.reviewsPerSecond ?? []);
-    console.log('\nserver                       CPU us/review (median, min-max)   reviews/s (median)   vs null: CPU   throughput   peak RSS MB');
+    const bareRate = median(results[3]?.reviewsPerSecond ?? []);
+    console.log('\nserver                       CPU us/review (median, min-max)   reviews/s (median)   vs null: CPU   throughput   vs bare   peak RSS MB');
     for (const r of results) {
       const cpu = median(r.cpuUsPerReview);
       const rate = median(r.reviewsPerSecond);
@@ -85,7 +87,8 @@ async function main(): Promise<number> {
           rate.toFixed(0).padStart(20),
           (nullCpu / cpu).toFixed(3).padStart(14),
           (rate / nullRate).toFixed(3).padStart(12),
-          ((peakRssMiB(r.server.child.pid ?? 0) * 2 ** 20) / 1e6).toFixed(1).padStart(13),
+          (rate / bareRate).toFixed(3).padStart(9),
+          peakRssMB(r.server.child.pid ?? 0).toFixed(1).padStart(13),
         ].join(' '),
       );
     }

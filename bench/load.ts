@@ -1,12 +1,14 @@
-// The load side of `npm run bench`: server processes (spawn, readiness, peak RSS, stop), one probe
+// The load side of `npm run bench`: server processes (spawn, readiness, stop), one probe
 // review over HTTPS, and autocannon runs with latencies recorded at full resolution.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
+import { cpuTimeMs, stolenCpuSeconds, stolenSince } from '../test/support/proc.js';
+import { median, percentile } from '../test/support/stats.js';
 
 export const HOST = '127.0.0.1';
 
@@ -14,19 +16,30 @@ export interface ServerProcess {
   readonly name: string;
   readonly port: number;
   readonly child: ChildProcess;
-  /** stderr and stdout, kept for the error message if the server dies */
+  /** the file the server's stdout and stderr go to, as a container runtime writes a container's */
+  readonly logFile: string;
+  /** the end of that file, for the error message if the server dies */
   readonly output: () => string;
 }
 
-export function startServer(name: string, port: number, args: readonly string[]): ServerProcess {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (chunk: Buffer): void => {
-    output = (output + chunk.toString('utf8')).slice(-8192);
+/**
+ * Starts `node ARGS` with stdout and stderr appended to `logFile`: a container's stdout goes to a
+ * file the runtime writes, not to a reader that could slow the server down or that the bench would
+ * pay for on its own CPU.
+ */
+export function startServer(name: string, port: number, args: readonly string[], logFile: string): ServerProcess {
+  const fd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  const output = (): string => {
+    try {
+      const text = readFileSync(logFile, 'utf8');
+      return text.slice(-8192);
+    } catch {
+      return '';
+    }
   };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return { name, port, child, output: () => output };
+  return { name, port, child, logFile, output };
 }
 
 function request(
@@ -92,14 +105,6 @@ export async function probe(server: ServerProcess, ca: Buffer, body: string): Pr
   return { uid: review.response?.uid ?? '', allowed: review.response?.allowed === true, patch: review.response?.patch };
 }
 
-/** The high-water mark of resident memory (VmHWM), in MiB: the peak over the process's life. */
-export function peakRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
-  if (!match) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Number(match[1]) / 1024;
-}
-
 export async function stopServer(server: ServerProcess): Promise<void> {
   if (server.child.exitCode !== null || server.child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => server.child.once('exit', () => resolve()));
@@ -107,46 +112,6 @@ export async function stopServer(server: ServerProcess): Promise<void> {
   const timer = setTimeout(() => server.child.kill('SIGKILL'), 10_000);
   await exited;
   clearTimeout(timer);
-}
-
-/** CPU time (user + system) the process has used so far, in milliseconds, from /proc/PID/stat. */
-export function cpuTimeMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may contain spaces.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of proc(5))
-  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
-}
-
-// USER_HZ: 100 on every Linux architecture Node supports (sysconf(_SC_CLK_TCK)).
-const CLOCK_TICKS_PER_SECOND = 100;
-
-/**
- * CPU time the hypervisor has taken from this virtual machine so far (steal, summed over its CPUs),
- * in seconds, from the first line of /proc/stat; undefined where there is none to read. While the
- * host runs something else on a CPU, whatever was running there waits: a request in flight then
- * takes that long more, whichever server answers it.
- */
-export function stolenCpuSeconds(): number | undefined {
-  try {
-    return parseStolenCpuSeconds(readFileSync('/proc/stat', 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-/** The steal time of /proc/stat's summary line, in seconds; undefined when it has none. */
-export function parseStolenCpuSeconds(stat: string): number | undefined {
-  // cpu  user nice system idle iowait irq softirq steal guest guest_nice (proc(5)), in USER_HZ ticks
-  const fields = /^cpu\s+(.*)$/m.exec(stat)?.[1]?.trim().split(/\s+/);
-  const steal = fields?.[7];
-  return steal !== undefined && /^\d+$/.test(steal) ? Number(steal) / CLOCK_TICKS_PER_SECOND : undefined;
-}
-
-/** Seconds stolen since `before` (from stolenCpuSeconds), or NaN where steal cannot be read. */
-export function stolenSince(before: number | undefined): number {
-  const now = stolenCpuSeconds();
-  return before === undefined || now === undefined ? Number.NaN : now - before;
 }
 
 export interface LoadOptions {
@@ -176,10 +141,16 @@ export interface LoadSample {
 }
 
 export interface LoadResult {
+  readonly rounds: number;
   readonly requests: number;
+  /** the median over the rounds of each round's requests per second */
   readonly throughputPerSecond: number;
+  /** latencies of every round's answers together */
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly mean: number; readonly max: number };
-  /** CPU time of the server process per review: what a review costs, whatever else runs on the machine */
+  /**
+   * CPU time of the server process per review, the median over the rounds: what a review costs,
+   * whatever else runs on the machine
+   */
   readonly serverCpuUsPerReview: number;
   readonly errors: number;
   readonly timeouts: number;
@@ -187,13 +158,6 @@ export interface LoadResult {
   readonly queued: number;
   /** share of the machine's CPU time the hypervisor took during the runs, in percent (NaN: not known) */
   readonly stealPercent: number;
-}
-
-/** The p-th percentile (nearest rank) of ascending values. */
-export function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] ?? Number.NaN;
 }
 
 /**
@@ -238,30 +202,33 @@ export async function runLoad(options: LoadOptions): Promise<LoadSample> {
   };
 }
 
-/** Merges the samples of several rounds into one result. */
+/** The rounds of one server in one result: medians of the rounds' rates, latencies of all answers. */
 export function summarize(samples: readonly LoadSample[]): LoadResult {
   const total = samples.reduce((n, s) => n + s.latenciesMs.length, 0);
-  const sorted = new Float64Array(total);
+  const latencies = new Float64Array(total);
   let offset = 0;
   for (const s of samples) {
-    sorted.set(s.latenciesMs, offset);
+    latencies.set(s.latenciesMs, offset);
     offset += s.latenciesMs.length;
   }
-  sorted.sort();
   let sum = 0;
-  for (const value of sorted) sum += value;
-  const requests = samples.reduce((n, s) => n + s.requests, 0);
+  let max = Number.NaN;
+  for (const value of latencies) {
+    sum += value;
+    if (!(value <= max)) max = value;
+  }
   const seconds = samples.reduce((n, s) => n + s.seconds, 0);
-  const cpuMs = samples.reduce((n, s) => n + s.serverCpuMs, 0);
+  const sumOf = (field: 'requests' | 'errors' | 'timeouts' | 'non2xx' | 'queued'): number => samples.reduce((n, s) => n + s[field], 0);
   return {
-    requests,
-    throughputPerSecond: requests / seconds,
-    latencyMs: { p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: total ? sum / total : Number.NaN, max: sorted[total - 1] ?? Number.NaN },
-    serverCpuUsPerReview: requests ? (cpuMs * 1000) / requests : Number.NaN,
-    errors: samples.reduce((n, s) => n + s.errors, 0),
-    timeouts: samples.reduce((n, s) => n + s.timeouts, 0),
-    non2xx: samples.reduce((n, s) => n + s.non2xx, 0),
-    queued: samples.reduce((n, s) => n + s.queued, 0),
+    rounds: samples.length,
+    requests: sumOf('requests'),
+    throughputPerSecond: median(samples.map((s) => s.requests / s.seconds)),
+    latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), mean: total ? sum / total : Number.NaN, max },
+    serverCpuUsPerReview: median(samples.filter((s) => s.requests > 0).map((s) => (s.serverCpuMs * 1000) / s.requests)),
+    errors: sumOf('errors'),
+    timeouts: sumOf('timeouts'),
+    non2xx: sumOf('non2xx'),
+    queued: sumOf('queued'),
     stealPercent: (100 * samples.reduce((n, s) => n + s.stolenCpuSeconds, 0)) / (seconds * os.availableParallelism()),
   };
 }

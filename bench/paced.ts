@@ -7,7 +7,8 @@
 // busy waits for one; that wait is counted in its latency (from when it was due) and reported.
 
 import { connect, type TLSSocket } from 'node:tls';
-import { HOST, cpuTimeMs, stolenCpuSeconds, stolenSince, type LoadSample } from './load.js';
+import { cpuTimeMs, stolenCpuSeconds, stolenSince } from '../test/support/proc.js';
+import { HOST, type LoadSample } from './load.js';
 
 export interface PacedOptions {
   readonly port: number;

@@ -1,47 +1,55 @@
-// `npm run bench`: how fast the webhook answers, against a null webhook on the same stack.
+// `npm run bench`: how fast the webhook answers as shipped, against two baselines on the same load.
 //
 //   1. policy scaling, in process: microseconds per review with 1 to 10,000 rules and image patterns
-//   2. load: the built webhook (dist/main.js) and the null webhook (bench/null-webhook.mjs), each its
-//      own process on 127.0.0.1 over HTTPS, driven in turn by the same autocannon load: saturation,
-//      then a fixed rate of half the webhook's saturation throughput; peak RSS from /proc/PID/status
+//   2. load: three processes on 127.0.0.1 over HTTPS, driven in alternating rounds by the same load:
+//        webhook        the built webhook (dist/main.js) as shipped: the chart's log level (info: one
+//                       line per decision) to a file as a container's stdout, metrics on
+//        null webhook   bench/null-webhook.mjs: the same Node, fastify and TLS setup, answers `allowed`
+//        bare           bench/bare-webhook.mjs: node:https alone, parses the review, answers `allowed`
+//      saturation (autocannon), then a fixed rate of half the webhook's saturation throughput for each;
+//      peak RSS from /proc/PID/status
 //   3. bench/results/latest.json (and a timestamped copy), a table, and whether each target is met
 //
-// Options: --duration-seconds N (per server and load run, in 4 turns; twice that for the small-pod
-//          mix, which the targets use; default 4), --connections N (default 8),
+// Options: --duration-seconds N (seconds of load per server and scenario, in rounds; four times that for the
+//          small-pod mix, which the targets use; default 4), --connections N (default 8),
 //          --profile (webhook under node --cpu-prof; the profile's path is printed),
 //          --scenario NAME (repeatable: only these load scenarios), --skip-load, --skip-scaling,
 //          --webhook PATH (another build's main.js, to compare builds), --node-flags="..." (Node
-//          flags for both servers instead of the image's, from its Dockerfile CMD; "" for none),
-//          --strict (exit 1 when a target is not met)
+//          flags for every server instead of the image's, from its Dockerfile CMD; "" for none),
+//          --log-level LEVEL (the webhook's, instead of the chart's), --strict (exit 1 when a target
+//          is not met)
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildFixtures, type Fixture, type FixtureName } from './fixtures.js';
-import {
-  peakRssMiB,
-  probe,
-  runLoad,
-  stopServer,
-  summarize,
-  waitReady,
-  type LoadResult,
-  type LoadSample,
-  type ServerProcess,
-} from './load.js';
+import { buildFixtures, type Fixture, type FixtureName } from '../test/support/bench-reviews.js';
+import { freePort } from '../test/support/net.js';
+import { peakRssMB, stolenCpuSeconds } from '../test/support/proc.js';
+import { probe, runLoad, stopServer, summarize, waitReady, type LoadResult, type LoadSample, type ServerProcess } from './load.js';
 import { runPaced } from './paced.js';
 import { runScaling, SCALES, type ScalingPoint } from './scaling.js';
-import { benchCertificates, freePort, imageNodeFlags, ROOT, startNullWebhook, startWebhook } from './servers.js';
+import {
+  benchCertificates,
+  chartLogLevel,
+  imageNodeFlags,
+  ROOT,
+  startBareWebhook,
+  startNullWebhook,
+  startWebhook,
+  webhookFlavour,
+} from './servers.js';
 
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
 export const TARGETS = {
-  /** webhook throughput / null-webhook throughput, small-pod mix at saturation */
-  minThroughputRatio: 0.85,
-  /** p99 at half the saturation rate, small-pod mix */
-  maxP99AtHalfSaturationMs: 5,
+  /** webhook throughput / fastify null webhook throughput, small-pod mix at saturation, medians of rounds */
+  minThroughputVsNull: 0.9,
+  /** webhook throughput / bare node:https throughput, the same */
+  minThroughputVsBare: 0.78,
+  /** webhook p99 / null webhook p99, both at half the webhook's saturation rate, small-pod mix */
+  maxP99VsNull: 1.5,
   /** engine cost per review with 10,000 rules (and with 10,000 image patterns), small-pod mix */
   maxEngineUsAt10k: 50,
   /** cost at 10,000 rules over cost at 1,000: linear growth would be 10 */
@@ -49,6 +57,12 @@ export const TARGETS = {
   /** peak RSS of the webhook process over the whole run, in MB (10^6 bytes) */
   maxPeakRssMB: 100,
 } as const;
+
+/** The three servers every load runs against, in the order of the table. */
+const SERVERS = ['webhook', 'nullWebhook', 'bare'] as const;
+type ServerKey = (typeof SERVERS)[number];
+type PerServer<T> = Record<ServerKey, T>;
+const SERVER_NAMES: PerServer<string> = { webhook: 'webhook', nullWebhook: 'null webhook (fastify)', bare: 'bare node:https' };
 
 interface Scenario {
   readonly name: string;
@@ -68,13 +82,15 @@ interface ScenarioResult {
   readonly scenario: string;
   readonly description: string;
   readonly bodyBytes: readonly number[];
-  readonly saturation: { readonly webhook: LoadResult; readonly baseline: LoadResult };
+  readonly saturation: PerServer<LoadResult>;
   /** requests per second of the fixed-rate runs: half the webhook's saturation throughput */
   readonly fixedRatePerSecond: number;
-  readonly fixedRate: { readonly webhook: LoadResult; readonly baseline: LoadResult };
-  readonly throughputRatio: number;
-  /** null-webhook CPU per review / webhook CPU per review: the throughput ratio on an otherwise idle core */
-  readonly cpuRatio: number;
+  readonly fixedRate: PerServer<LoadResult>;
+  /** webhook throughput over the null webhook's and over bare node:https's (medians of rounds) */
+  readonly throughputVsNull: number;
+  readonly throughputVsBare: number;
+  /** webhook p99 over the null webhook's at the same fixed rate */
+  readonly p99VsNull: number;
 }
 
 interface TargetCheck {
@@ -122,45 +138,52 @@ function printScaling(points: readonly ScalingPoint[]): void {
   }
 }
 
-function printLoad(results: readonly ScenarioResult[], rss: { webhook: number; baseline: number }, connections: number): void {
-  const widths = [10, 8, 8, 6, 8, 8, 6, 8, 8, 8, 7, 8, 8, 8, 8];
-  console.log(`\nLoad over HTTPS, ${connections} keep-alive connections, no pipelining (reviews/s; latency ms; CPU us per review)`);
-  console.log(row(['', 'saturation', '', '', '', '', '', '', '', '', 'half saturation, paced', '', '', '', ''], widths));
+function printLoad(results: readonly ScenarioResult[], rss: PerServer<number>, connections: number): void {
+  const widths = [10, 8, 8, 8, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6];
+  console.log(`\nLoad over HTTPS, ${connections} keep-alive connections, no pipelining (reviews/s and CPU us per review: medians of rounds; latency ms)`);
+  console.log('webhook as shipped (log level info to a file, metrics on); null = fastify null webhook; bare = node:https that only parses');
+  console.log('columns: saturation (throughput, ratios, CPU per review, p99), then the paced runs at half the webhook\'s saturation (p50, p99s, CPU per review)');
   console.log(
-    row(['scenario', 'webhook', 'null', 'ratio', 'cpu', 'null cpu', 'ratio', 'p50', 'p99', 'null p99', 'rate/s', 'p50', 'p99', 'null p99', 'steal %'], widths),
+    row(
+      ['scenario', 'webhook/s', 'null/s', 'bare/s', 'vs nul', 'vs bar', 'cpu', 'null cpu', 'bare cpu', 'p99 sat', 'rate/s', 'p50', 'p99', 'null p99', 'bare p99', 'cpu', 'null cpu', 'steal%'],
+      widths,
+    ),
   );
   for (const r of results) {
-    const { webhook, baseline } = r.saturation;
+    const { webhook, nullWebhook, bare } = r.saturation;
     console.log(
       row(
         [
           r.scenario,
           fmt(webhook.throughputPerSecond, 0),
-          fmt(baseline.throughputPerSecond, 0),
-          fmt(r.throughputRatio, 2),
+          fmt(nullWebhook.throughputPerSecond, 0),
+          fmt(bare.throughputPerSecond, 0),
+          fmt(r.throughputVsNull, 2),
+          fmt(r.throughputVsBare, 2),
           fmt(webhook.serverCpuUsPerReview, 0),
-          fmt(baseline.serverCpuUsPerReview, 0),
-          fmt(r.cpuRatio, 2),
-          fmt(webhook.latencyMs.p50, 2),
+          fmt(nullWebhook.serverCpuUsPerReview, 0),
+          fmt(bare.serverCpuUsPerReview, 0),
           fmt(webhook.latencyMs.p99, 2),
-          fmt(baseline.latencyMs.p99, 2),
           String(r.fixedRatePerSecond),
           fmt(r.fixedRate.webhook.latencyMs.p50, 2),
           fmt(r.fixedRate.webhook.latencyMs.p99, 2),
-          fmt(r.fixedRate.baseline.latencyMs.p99, 2),
+          fmt(r.fixedRate.nullWebhook.latencyMs.p99, 2),
+          fmt(r.fixedRate.bare.latencyMs.p99, 2),
+          fmt(r.fixedRate.webhook.serverCpuUsPerReview, 0),
+          fmt(r.fixedRate.nullWebhook.serverCpuUsPerReview, 0),
           fmt(stealPercent(r.fixedRate), 2),
         ],
         widths,
       ),
     );
   }
-  console.log(`peak RSS (VmHWM): webhook ${fmt(rss.webhook)} MB, null webhook ${fmt(rss.baseline)} MB`);
-  console.log('steal %: CPU time the hypervisor took from this machine during the paced runs (both servers); a request in flight then waits');
+  console.log(`peak RSS (VmHWM): webhook ${fmt(rss.webhook)} MB, null webhook ${fmt(rss.nullWebhook)} MB, bare node:https ${fmt(rss.bare)} MB`);
+  console.log('steal %: CPU time the hypervisor took from this machine during the paced runs; a request in flight then waits');
 }
 
-/** The share of CPU time stolen during both servers' paced runs (of equal length): their mean. */
-function stealPercent(runs: { readonly webhook: LoadResult; readonly baseline: LoadResult }): number {
-  return (runs.webhook.stealPercent + runs.baseline.stealPercent) / 2;
+/** The share of CPU time stolen during the servers' paced runs (of equal length): their mean. */
+function stealPercent(runs: PerServer<LoadResult>): number {
+  return SERVERS.reduce((sum, key) => sum + runs[key].stealPercent, 0) / SERVERS.length;
 }
 
 function checkTargets(points: readonly ScalingPoint[], results: readonly ScenarioResult[], rssWebhookMB: number | undefined): TargetCheck[] {
@@ -168,16 +191,22 @@ function checkTargets(points: readonly ScalingPoint[], results: readonly Scenari
   const mix = results.find((r) => r.scenario === 'small-mix');
   if (mix) {
     checks.push({
-      name: 'throughput vs null webhook (small-pod mix)',
-      target: `>= ${TARGETS.minThroughputRatio * 100}%`,
-      value: `${fmt(mix.throughputRatio * 100)}%`,
-      met: mix.throughputRatio >= TARGETS.minThroughputRatio,
+      name: 'throughput vs fastify null webhook (small-pod mix, medians of rounds)',
+      target: `>= ${TARGETS.minThroughputVsNull}`,
+      value: `${fmt(mix.throughputVsNull, 3)} (${fmt(mix.saturation.webhook.throughputPerSecond, 0)} / ${fmt(mix.saturation.nullWebhook.throughputPerSecond, 0)} reviews/s)`,
+      met: mix.throughputVsNull >= TARGETS.minThroughputVsNull,
     });
     checks.push({
-      name: `p99 at half saturation (${mix.fixedRatePerSecond}/s, small-pod mix)`,
-      target: `< ${TARGETS.maxP99AtHalfSaturationMs} ms`,
-      value: `${fmt(mix.fixedRate.webhook.latencyMs.p99, 2)} ms (null webhook ${fmt(mix.fixedRate.baseline.latencyMs.p99, 2)} ms; CPU stolen by the host ${fmt(stealPercent(mix.fixedRate), 2)}%)`,
-      met: mix.fixedRate.webhook.latencyMs.p99 < TARGETS.maxP99AtHalfSaturationMs,
+      name: 'throughput vs bare node:https (small-pod mix, medians of rounds)',
+      target: `>= ${TARGETS.minThroughputVsBare}`,
+      value: `${fmt(mix.throughputVsBare, 3)} (${fmt(mix.saturation.webhook.throughputPerSecond, 0)} / ${fmt(mix.saturation.bare.throughputPerSecond, 0)} reviews/s)`,
+      met: mix.throughputVsBare >= TARGETS.minThroughputVsBare,
+    });
+    checks.push({
+      name: `p99 vs null webhook at half the webhook's saturation (${mix.fixedRatePerSecond}/s, small-pod mix)`,
+      target: `<= ${TARGETS.maxP99VsNull}x`,
+      value: `${fmt(mix.p99VsNull, 2)}x (${fmt(mix.fixedRate.webhook.latencyMs.p99, 2)} / ${fmt(mix.fixedRate.nullWebhook.latencyMs.p99, 2)} ms; CPU stolen by the host ${fmt(stealPercent(mix.fixedRate), 2)}%)`,
+      met: mix.p99VsNull <= TARGETS.maxP99VsNull,
     });
   }
   for (const series of ['rules', 'patterns'] as const) {
@@ -212,37 +241,35 @@ function checkTargets(points: readonly ScalingPoint[], results: readonly Scenari
 }
 
 /**
- * Webhook and null webhook take turns, in short rounds, so that a change in what else runs on the
- * machine hits both alike; the rounds of each are merged.
+ * The servers take turns, in short rounds, so that a change in what else runs on the machine hits
+ * all alike; every other round goes in the reverse order, so that none always follows the same one.
  */
 async function alternate(
-  webhook: ServerProcess,
-  baseline: ServerProcess,
+  servers: PerServer<ServerProcess>,
   rounds: number,
   run: (server: ServerProcess) => Promise<LoadSample>,
-): Promise<{ webhook: LoadResult; baseline: LoadResult }> {
-  const samples = { webhook: [] as LoadSample[], baseline: [] as LoadSample[] };
+): Promise<PerServer<LoadResult>> {
+  const samples: PerServer<LoadSample[]> = { webhook: [], nullWebhook: [], bare: [] };
   for (let round = 0; round < rounds; round++) {
-    samples.webhook.push(await run(webhook));
-    samples.baseline.push(await run(baseline));
+    const order = round % 2 === 0 ? SERVERS : [...SERVERS].reverse();
+    for (const key of order) samples[key].push(await run(servers[key]));
   }
-  return { webhook: summarize(samples.webhook), baseline: summarize(samples.baseline) };
+  return { webhook: summarize(samples.webhook), nullWebhook: summarize(samples.nullWebhook), bare: summarize(samples.bare) };
 }
 
 async function loadRuns(
   scenarios: readonly Scenario[],
   fixtures: readonly Fixture[],
-  webhook: ServerProcess,
-  baseline: ServerProcess,
+  servers: PerServer<ServerProcess>,
   ca: Buffer,
   durationSeconds: number,
   connections: number,
 ): Promise<ScenarioResult[]> {
   const byName = new Map(fixtures.map((f) => [f.name, f]));
   const results: ScenarioResult[] = [];
-  // Both servers start cold: let the JIT optimise their paths on every fixture first.
+  // Every server starts cold: let the JIT optimise its paths on every fixture first.
   process.stdout.write('warm-up: every fixture, 3 s each server\n');
-  await alternate(webhook, baseline, 1, (server) =>
+  await alternate(servers, 1, (server) =>
     runLoad({ port: server.port, pid: server.child.pid ?? 0, bodies: fixtures.map((f) => f.body), connections, durationSeconds: 3 }),
   );
   for (const scenario of scenarios) {
@@ -252,31 +279,31 @@ async function loadRuns(
       return fixture.body;
     });
     // Short turns, many of them: whatever else runs on the machine changes from second to second.
-    const rounds = 4;
-    const seconds = scenario.name === 'small-mix' ? 2 * durationSeconds : durationSeconds;
-    const saturated = (seconds: number) => (server: ServerProcess) =>
+    // The small-pod mix, which the targets use, gets 8 rounds of half --duration-seconds (2 s by
+    // default); the others 4 rounds of a quarter.
+    const mix = scenario.name === 'small-mix';
+    const rounds = mix ? 8 : 4;
+    const seconds = Math.max(1, ((mix ? 4 : 1) * durationSeconds) / rounds);
+    const saturated = (server: ServerProcess): Promise<LoadSample> =>
       runLoad({ port: server.port, pid: server.child.pid ?? 0, bodies, connections, durationSeconds: seconds });
     process.stdout.write(`load ${scenario.name}: warm-up`);
-    await alternate(webhook, baseline, 1, saturated(1));
-    process.stdout.write(', saturation');
-    const saturation = await alternate(webhook, baseline, rounds, saturated(seconds / rounds));
-    // The same paced load for both: half of what the webhook sustains.
+    await alternate(servers, 1, (server) => runLoad({ port: server.port, pid: server.child.pid ?? 0, bodies, connections, durationSeconds: 1 }));
+    process.stdout.write(`, saturation ${rounds} x ${seconds} s each`);
+    const saturation = await alternate(servers, rounds, saturated);
+    // The same paced load for all: half of what the webhook sustains.
     const rate = Math.max(1, Math.round(saturation.webhook.throughputPerSecond / 2));
     process.stdout.write(`, ${rate}/s paced`);
-    const fixedRate = await alternate(webhook, baseline, rounds, (server) =>
-      runPaced({ port: server.port, pid: server.child.pid ?? 0, ca, bodies, connections, ratePerSecond: rate, durationSeconds: seconds / rounds }),
+    const fixedRate = await alternate(servers, 4, (server) =>
+      runPaced({ port: server.port, pid: server.child.pid ?? 0, ca, bodies, connections, ratePerSecond: rate, durationSeconds: seconds }),
     );
     process.stdout.write('\n');
-    for (const [what, r] of [
-      ['webhook at saturation', saturation.webhook],
-      ['null webhook at saturation', saturation.baseline],
-      ['webhook at fixed rate', fixedRate.webhook],
-      ['null webhook at fixed rate', fixedRate.baseline],
-    ] as const) {
-      if (r.errors > 0 || r.non2xx > 0 || r.timeouts > 0) {
-        console.log(`  warning: ${what}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx answers`);
+    for (const key of SERVERS) {
+      for (const [mode, r] of [['at saturation', saturation[key]], ['at fixed rate', fixedRate[key]]] as const) {
+        if (r.errors > 0 || r.non2xx > 0 || r.timeouts > 0) {
+          console.log(`  warning: ${SERVER_NAMES[key]} ${mode}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx answers`);
+        }
+        if (r.queued > 0) console.log(`  note: ${SERVER_NAMES[key]} ${mode}: ${r.queued} requests waited for a free connection`);
       }
-      if (r.queued > 0) console.log(`  note: ${what}: ${r.queued} requests waited for a free connection`);
     }
     results.push({
       scenario: scenario.name,
@@ -285,24 +312,27 @@ async function loadRuns(
       saturation,
       fixedRatePerSecond: rate,
       fixedRate,
-      throughputRatio: saturation.webhook.throughputPerSecond / saturation.baseline.throughputPerSecond,
-      cpuRatio: saturation.baseline.serverCpuUsPerReview / saturation.webhook.serverCpuUsPerReview,
+      throughputVsNull: saturation.webhook.throughputPerSecond / saturation.nullWebhook.throughputPerSecond,
+      throughputVsBare: saturation.webhook.throughputPerSecond / saturation.bare.throughputPerSecond,
+      p99VsNull: fixedRate.webhook.latencyMs.p99 / fixedRate.nullWebhook.latencyMs.p99,
     });
   }
   return results;
 }
 
 /** Checks, before any load, that each server answers each fixture the way the bench expects. */
-async function checkAnswers(fixtures: readonly Fixture[], webhook: ServerProcess, baseline: ServerProcess, ca: Buffer): Promise<void> {
+async function checkAnswers(fixtures: readonly Fixture[], servers: PerServer<ServerProcess>, ca: Buffer): Promise<void> {
   for (const fixture of fixtures) {
     const uid = (JSON.parse(fixture.body) as { request: { uid: string } }).request.uid;
-    const answer = await probe(webhook, ca, fixture.body);
+    const answer = await probe(servers.webhook, ca, fixture.body);
     const patched = answer.patch !== undefined;
     if (answer.uid !== uid || answer.allowed !== fixture.expect.allowed || patched !== fixture.expect.patched) {
       throw new Error(`webhook answered fixture ${fixture.name} with ${JSON.stringify(answer)}; expected ${JSON.stringify(fixture.expect)}`);
     }
-    const nullAnswer = await probe(baseline, ca, fixture.body);
-    if (nullAnswer.uid !== uid || !nullAnswer.allowed) throw new Error(`null webhook answered ${JSON.stringify(nullAnswer)}`);
+    for (const key of ['nullWebhook', 'bare'] as const) {
+      const other = await probe(servers[key], ca, fixture.body);
+      if (other.uid !== uid || !other.allowed) throw new Error(`${SERVER_NAMES[key]} answered ${JSON.stringify(other)}`);
+    }
   }
 }
 
@@ -318,6 +348,7 @@ async function main(): Promise<number> {
       scenario: { type: 'string', multiple: true },
       webhook: { type: 'string' },
       'node-flags': { type: 'string' },
+      'log-level': { type: 'string' },
     },
   });
   const durationSeconds = Number(values['duration-seconds']);
@@ -355,33 +386,57 @@ async function main(): Promise<number> {
   // Both servers run on the Node flags the image runs with (the same Node setup), unless told otherwise.
   const nodeFlags = values['node-flags'] === undefined ? imageNodeFlags() : values['node-flags'].split(' ').filter(Boolean);
   let results: ScenarioResult[] = [];
-  let rss: { webhook: number; baseline: number } | undefined;
+  let rss: PerServer<number> | undefined;
   let profileDir: string | undefined;
+  let logLevel: string | undefined;
+  let webhookLogBytes: number | undefined;
+  let stealPercentOfRun = Number.NaN;
   if (!values['skip-load']) {
     const certificates = benchCertificates();
     const { ca } = certificates;
     profileDir = values.profile ? join(certificates.dir, 'profiles') : undefined;
-    const [webhookPort, baselinePort] = [await freePort(), await freePort()];
     const profiling = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
-    const webhook = startWebhook('webhook', mainJs, webhookPort, certificates, [...nodeFlags, ...profiling]);
-    const baseline = startNullWebhook(baselinePort, certificates, nodeFlags);
+    const flavour = await webhookFlavour(mainJs, values['log-level'] ?? chartLogLevel());
+    logLevel = flavour.logLevel;
+    const servers: PerServer<ServerProcess> = {
+      webhook: startWebhook('webhook', mainJs, await freePort(), certificates, [...nodeFlags, ...profiling], flavour),
+      nullWebhook: startNullWebhook(await freePort(), certificates, nodeFlags),
+      bare: startBareWebhook(await freePort(), certificates, nodeFlags),
+    };
+    const stolenAtStart = stolenCpuSeconds();
+    const loadStarted = Date.now();
     try {
-      await Promise.all([waitReady(webhook, ca), waitReady(baseline, ca)]);
-      await checkAnswers(fixtures, webhook, baseline, ca);
-      console.log(`\nload: ${durationSeconds} s per run, ${connections} connections, node flags (both servers, as in the image): ${nodeFlags.join(' ') || 'none'}; webhook pid ${webhook.child.pid}, null webhook pid ${baseline.child.pid}`);
-      results = await loadRuns(scenarios, fixtures, webhook, baseline, ca, durationSeconds, connections);
+      await Promise.all(SERVERS.map((key) => waitReady(servers[key], ca)));
+      await checkAnswers(fixtures, servers, ca);
+      console.log(
+        `\nload: ${durationSeconds} s per server and scenario, ${connections} connections, node flags (every server, as in the image): ${nodeFlags.join(' ') || 'none'}; ` +
+          `webhook log level ${flavour.logLevel} to ${servers.webhook.logFile}, metrics ${flavour.metricsPort === undefined ? 'on the webhook port' : `on port ${flavour.metricsPort}`}; ` +
+          `pids: webhook ${servers.webhook.child.pid}, null webhook ${servers.nullWebhook.child.pid}, bare ${servers.bare.child.pid}`,
+      );
+      results = await loadRuns(scenarios, fixtures, servers, ca, durationSeconds, connections);
       rss = {
-        webhook: (peakRssMiB(webhook.child.pid ?? 0) * 2 ** 20) / 1e6,
-        baseline: (peakRssMiB(baseline.child.pid ?? 0) * 2 ** 20) / 1e6,
+        webhook: peakRssMB(servers.webhook.child.pid ?? 0),
+        nullWebhook: peakRssMB(servers.nullWebhook.child.pid ?? 0),
+        bare: peakRssMB(servers.bare.child.pid ?? 0),
       };
+      webhookLogBytes = statSync(servers.webhook.logFile).size;
+      const stolen = stolenCpuSeconds();
+      if (stolen !== undefined && stolenAtStart !== undefined) {
+        stealPercentOfRun = (100 * (stolen - stolenAtStart)) / (((Date.now() - loadStarted) / 1000) * os.availableParallelism());
+      }
       printLoad(results, rss, connections);
+      console.log(`webhook log: ${(webhookLogBytes / 1e6).toFixed(1)} MB written; CPU stolen by the host over the whole load: ${fmt(stealPercentOfRun, 2)}%`);
     } finally {
-      await Promise.all([stopServer(webhook), stopServer(baseline)]);
-      if (!profileDir) certificates.remove();
-    }
-    if (profileDir) {
-      const profiles = existsSync(profileDir) ? readdirSync(profileDir).map((f) => join(profileDir as string, f)) : [];
-      console.log(`\nCPU profile of the webhook: ${profiles.join(', ') || '(none written)'}`);
+      await Promise.all(SERVERS.map((key) => stopServer(servers[key])));
+      // The profile is written when the webhook exits: keep it beside the results.
+      const profiles = profileDir && existsSync(profileDir) ? readdirSync(profileDir) : [];
+      for (const file of profiles) {
+        const kept = join(RESULTS_DIR, `webhook-${startedAt.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+        mkdirSync(RESULTS_DIR, { recursive: true });
+        copyFileSync(join(profileDir as string, file), kept);
+        console.log(`\nCPU profile of the webhook: ${kept} (npx tsx bench/profile.ts ${kept})`);
+      }
+      certificates.remove();
     }
   }
 
@@ -395,7 +450,8 @@ async function main(): Promise<number> {
     machine: info,
     // Other processes on the machine during the run: throughput and latency depend on it; CPU per review much less.
     loadAverage1m: { start: loadAverageAtStart, end: os.loadavg()[0] ?? 0 },
-    load: { connections, durationSecondsPerRun: durationSeconds, pipelining: 1, policy: 'bench/policy.yaml', webhook: mainJs, nodeFlags },
+    load: { connections, durationSecondsPerRun: durationSeconds, pipelining: 1, policy: 'bench/policy.yaml', webhook: mainJs, nodeFlags, logLevel, webhookLogBytes },
+    stealPercentOfLoad: stealPercentOfRun,
     fixtures: fixtures.map((f) => ({ name: f.name, description: f.description, bytes: Buffer.byteLength(f.body) })),
     scaling: points,
     scenarios: results,

@@ -1,29 +1,16 @@
 // The servers a bench run starts, the same way for every bench script: development certificates in
-// a temporary directory, the image's Node flags, the webhook offline on bench/policy.yaml, and the
-// null webhook.
+// a temporary directory, the image's Node flags, the webhook offline on bench/policy.yaml at the
+// chart's log level, the fastify null webhook and the bare node:https server.
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/support/net.js';
 import { startServer, type ServerProcess } from './load.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-
-/** A TCP port on 127.0.0.1 that was free a moment ago (the bench and the test harnesses use it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /**
  * The Node flags of the image: what its CMD passes to node before dist/main.js (the distroless
@@ -42,6 +29,8 @@ export interface BenchCertificates {
   readonly ca: Buffer;
   /** --tls-cert and --tls-key, for either server */
   readonly args: readonly string[];
+  /** a file in the directory for a server's stdout and stderr */
+  readonly logFile: (server: string) => string;
   readonly remove: () => void;
 }
 
@@ -54,25 +43,80 @@ export function benchCertificates(): BenchCertificates {
     dir,
     ca: readFileSync(join(certs, 'ca.crt')),
     args: ['--tls-cert', join(certs, 'tls.crt'), '--tls-key', join(certs, 'tls.key')],
+    logFile: (server) => join(dir, `${server.replace(/[^a-z0-9]+/gi, '-')}.log`),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
 
-/** A build of the webhook (its dist/main.js) serving bench/policy.yaml offline, with no log line per review. */
-export function startWebhook(name: string, mainJs: string, port: number, certificates: BenchCertificates, nodeFlags: readonly string[]): ServerProcess {
-  return startServer(name, port, [
-    ...nodeFlags,
-    mainJs,
-    '--port', String(port),
-    '--host', '127.0.0.1',
-    '--policy', join(ROOT, 'bench', 'policy.yaml'),
-    ...certificates.args,
-    '--log-level', 'warn',
-    '--offline',
-    '--shutdown-delay-seconds', '0',
-  ]);
+/** How a build of the webhook is run: its CLI differs between builds (--metrics-port is newer). */
+export interface WebhookFlavour {
+  /** extra flags: the log level the chart ships (values.yaml `logLevel`), a metrics port if it has one */
+  readonly args: readonly string[];
+  readonly logLevel: string;
+  /** the port of its separate metrics listener, when the build has `--metrics-port` */
+  readonly metricsPort: number | undefined;
 }
 
+/** The chart's default log level (charts/sandbox-webhook/values.yaml `logLevel:`), what clusters run. */
+export function chartLogLevel(values = readFileSync(join(ROOT, 'charts', 'sandbox-webhook', 'values.yaml'), 'utf8')): string {
+  const level = /^logLevel:\s*"?([a-z]+)"?\s*$/m.exec(values)?.[1];
+  if (!level) throw new Error('charts/sandbox-webhook/values.yaml: no top-level logLevel to take the shipped log level from');
+  return level;
+}
+
+/**
+ * The flags that run `mainJs` as shipped: the chart's log level and, where the build serves metrics
+ * on a port of their own (`--metrics-port` in its --help), that listener on a free port, so that
+ * several builds run side by side. Older builds serve /metrics on the webhook port, always on.
+ */
+export async function webhookFlavour(mainJs: string, logLevel = chartLogLevel()): Promise<WebhookFlavour> {
+  const help = execFileSync(process.execPath, [mainJs, '--help'], { encoding: 'utf8' });
+  const metricsPort = help.includes('--metrics-port') ? await freePort() : undefined;
+  return {
+    args: ['--log-level', logLevel, ...(metricsPort === undefined ? [] : ['--metrics-port', String(metricsPort)])],
+    logLevel,
+    metricsPort,
+  };
+}
+
+/**
+ * A build of the webhook (its dist/main.js) serving bench/policy.yaml offline as shipped: one log
+ * line per decision at info, to a file as a container's stdout, metrics on.
+ */
+export function startWebhook(
+  name: string,
+  mainJs: string,
+  port: number,
+  certificates: BenchCertificates,
+  nodeFlags: readonly string[],
+  flavour: WebhookFlavour,
+): ServerProcess {
+  return startServer(
+    name,
+    port,
+    [
+      ...nodeFlags,
+      mainJs,
+      '--port', String(port),
+      '--host', '127.0.0.1',
+      '--policy', join(ROOT, 'bench', 'policy.yaml'),
+      ...certificates.args,
+      '--offline',
+      '--shutdown-delay-seconds', '0',
+      ...flavour.args,
+    ],
+    certificates.logFile(name),
+  );
+}
+
+/** The fastify null webhook (bench/null-webhook.mjs). */
 export function startNullWebhook(port: number, certificates: BenchCertificates, nodeFlags: readonly string[]): ServerProcess {
-  return startServer('null webhook', port, [...nodeFlags, join(ROOT, 'bench', 'null-webhook.mjs'), '--port', String(port), '--host', '127.0.0.1', ...certificates.args]);
+  const name = 'null webhook';
+  return startServer(name, port, [...nodeFlags, join(ROOT, 'bench', 'null-webhook.mjs'), '--port', String(port), '--host', '127.0.0.1', ...certificates.args], certificates.logFile(name));
+}
+
+/** The bare node:https server (bench/bare-webhook.mjs). */
+export function startBareWebhook(port: number, certificates: BenchCertificates, nodeFlags: readonly string[]): ServerProcess {
+  const name = 'bare node:https';
+  return startServer(name, port, [...nodeFlags, join(ROOT, 'bench', 'bare-webhook.mjs'), '--port', String(port), '--host', '127.0.0.1', ...certificates.args], certificates.logFile(name));
 }

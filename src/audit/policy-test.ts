@@ -22,6 +22,7 @@ import type { ClusterFacts } from '../admission/facts.js';
 import { loadPolicyFile } from '../config/policy-file.js';
 import type { RuntimeClassFact } from '../policy/evaluate.js';
 import { evaluateManifest, isEvaluated, parseManifests, type Evaluation, type Manifest } from './manifests.js';
+import { isRecord, type Json } from '../json.js';
 
 export const TEST_KIND = 'SandboxPolicyTest';
 const EXPECT_FIELDS = ['result', 'decision', 'rule', 'runtimeClassName', 'warning'] as const;
@@ -43,8 +44,6 @@ export interface CaseOutcome {
 
 export type TestRun = { ok: true; cases: CaseOutcome[] } | { ok: false; errors: string[] };
 
-type Json = Record<string, unknown>;
-const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 function unknownKeys(value: Json, path: string, known: readonly string[], errors: string[]): void {
   for (const key of Object.keys(value)) if (!known.includes(key)) errors.push(`${path}.${key}: unknown field (known: ${known.join(', ')})`);
@@ -62,7 +61,7 @@ export async function runPolicyTest(file: string): Promise<TestRun> {
   } catch (error) {
     return { ok: false, errors: [`${file}: ${(error as Error).message}`] };
   }
-  if (!isObject(document)) return { ok: false, errors: ['(root): expected an object'] };
+  if (!isRecord(document)) return { ok: false, errors: ['(root): expected an object'] };
   unknownKeys(document, '(root)', ['apiVersion', 'kind', 'metadata', 'policy', 'namespaces', 'runtimeClasses', 'cases'], errors);
   if (document.kind !== TEST_KIND) errors.push(`kind: must be "${TEST_KIND}", got ${JSON.stringify(document.kind) ?? 'nothing'}`);
   if (typeof document.policy !== 'string') errors.push('policy: required, the path of the SandboxPolicy (relative to this file)');
@@ -70,10 +69,10 @@ export async function runPolicyTest(file: string): Promise<TestRun> {
 
   const namespaces = new Map<string, Record<string, string>>();
   if (document.namespaces !== undefined) {
-    if (!isObject(document.namespaces)) errors.push('namespaces: expected an object of namespace: labels');
+    if (!isRecord(document.namespaces)) errors.push('namespaces: expected an object of namespace: labels');
     else {
       for (const [name, labels] of Object.entries(document.namespaces)) {
-        if (labels !== null && !isObject(labels)) errors.push(`namespaces.${name}: expected an object of labels`);
+        if (labels !== null && !isRecord(labels)) errors.push(`namespaces.${name}: expected an object of labels`);
         else {
           const out: Record<string, string> = { 'kubernetes.io/metadata.name': name };
           for (const [key, value] of Object.entries(labels ?? {})) {
@@ -97,13 +96,13 @@ export async function runPolicyTest(file: string): Promise<TestRun> {
   else {
     document.cases.forEach((raw: unknown, i) => {
       const path = `cases[${i}]`;
-      if (!isObject(raw)) return void errors.push(`${path}: expected an object`);
+      if (!isRecord(raw)) return void errors.push(`${path}: expected an object`);
       unknownKeys(raw, path, ['name', 'object', 'file', 'expect'], errors);
       if (typeof raw.name !== 'string' || raw.name === '') errors.push(`${path}.name: required`);
       let manifest: Manifest | undefined;
       if ((raw.object === undefined) === (raw.file === undefined)) errors.push(`${path}: give exactly one of object and file`);
       else if (raw.object !== undefined) {
-        if (!isObject(raw.object)) errors.push(`${path}.object: expected an object`);
+        if (!isRecord(raw.object)) errors.push(`${path}.object: expected an object`);
         else manifest = { source: `${file}:${path}`, object: raw.object };
       } else if (typeof raw.file !== 'string') errors.push(`${path}.file: expected a path`);
       else {
@@ -119,7 +118,7 @@ export async function runPolicyTest(file: string): Promise<TestRun> {
         errors.push(`${path}: ${String(kind)} (apiVersion ${JSON.stringify(apiVersion) ?? 'missing'}) is not decided by the webhook (v1 Pods and the workload kinds are)`);
       }
       const expect: Expect = {};
-      if (!isObject(raw.expect)) errors.push(`${path}.expect: required, an object with some of ${EXPECT_FIELDS.join(', ')}`);
+      if (!isRecord(raw.expect)) errors.push(`${path}.expect: required, an object with some of ${EXPECT_FIELDS.join(', ')}`);
       else {
         unknownKeys(raw.expect, `${path}.expect`, EXPECT_FIELDS, errors);
         for (const field of EXPECT_FIELDS) {

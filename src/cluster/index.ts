@@ -7,7 +7,6 @@
 
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { ClusterFacts } from '../admission/facts.js';
 import type { NamespaceFacts } from '../policy/evaluate.js';
@@ -16,6 +15,7 @@ import type { Metrics } from '../telemetry/metrics.js';
 import { InformerFacts, NAMESPACES_PATH, RUNTIME_CLASSES_PATH, namespaceFacts, runtimeClassFact, type PresentRuntimeClass } from './cluster-facts.js';
 import { Informer, type InformerTiming } from './informer.js';
 import { HttpKubeApi, type KubeApi } from './kube-api.js';
+import { KubeConfig } from './kubeconfig.js';
 
 export interface ClusterConnection {
   readonly facts: ClusterFacts;
@@ -56,9 +56,6 @@ export async function loadKubeConfig(options: ClusterOptions): Promise<LoadedKub
   const prefix = options.inClusterPathPrefix ?? '';
   const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(`${prefix}${SERVICE_ACCOUNT_TOKEN}`));
   if (files.length === 0 && !inCluster) return undefined;
-  // Loaded only when there is a cluster to talk to: the package brings the whole generated API
-  // (about 80 MB of resident memory), which an offline webhook or the CLI never needs.
-  const { KubeConfig } = await import('@kubernetes/client-node');
   const kubeConfig = new KubeConfig();
   if (files.length > 0) {
     const [first, ...rest] = files as [string, ...string[]];

@@ -1,8 +1,8 @@
 // The two things cluster/ asks of the API server: a JSON GET with a hard deadline, and a watch stream.
 //
-// Credentials come from client-node's KubeConfig, applied afresh to every request
-// (KubeConfig.applyToHTTPSOptions, client-node src/config.ts): in a pod the ServiceAccount token file
-// is re-read every minute (src/file_auth.ts), so rotated bound tokens are picked up.
+// Credentials come from a kubeconfig (kubeconfig.ts, client-node's KubeConfig in the part we use), applied
+// afresh to every request (applyToHTTPSOptions): in a pod the ServiceAccount token file is re-read
+// every minute (client-node src/file_auth.ts), so rotated bound tokens are picked up.
 //
 // The transport is our own rather than client-node's Watch (src/watch.ts, 1.4.0) because that one
 // cannot bound a request: its `AbortSignal.timeout(30000)` is overwritten on the next line, and the
@@ -11,7 +11,10 @@
 
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { Credentials } from './kubeconfig.js';
+import { isRecord } from '../json.js';
+
+export { isRecord };
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
@@ -83,9 +86,6 @@ export class DeadlineError extends Error {
   }
 }
 
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 // A Status body is small; anything bigger on an error path is not worth reading.
 const ERROR_BODY_LIMIT_BYTES = 64 * 1024;
@@ -123,7 +123,7 @@ function parseWatchEvent(line: string): WatchEvent {
 export class HttpKubeApi implements KubeApi, KubeWriteApi {
   readonly server: string;
 
-  constructor(private readonly kubeConfig: KubeConfig) {
+  constructor(private readonly kubeConfig: Credentials) {
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error('the kubeconfig has no current cluster (check current-context)');
     // Appended, not resolved: a server URL may carry a path prefix (an API proxy), as client-node does.

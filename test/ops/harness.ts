@@ -13,7 +13,8 @@ import { createInterface } from 'node:readline';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { freePort } from '../../bench/servers.js';
+import { freePort } from '../support/net.js';
+export { percentile } from '../support/stats.js';
 import { podReview as supportPodReview } from '../support/review.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -546,12 +547,6 @@ export class LoadClients {
 
 export function failures(exchanges: readonly Exchange[]): Exchange[] {
   return exchanges.filter((exchange) => exchange.error !== undefined || exchange.answer === undefined);
-}
-
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
 }
 
 /** Prints a line of measurements for the run's report. */

@@ -2,7 +2,7 @@
 // the one a scan of every rule and every pattern in order gives.
 
 import { describe, expect, it } from 'vitest';
-import { patternsPolicy, rulesPolicy } from '../../bench/scaling.js';
+import { patternsPolicy, rulesPolicy } from '../support/scale-policies.js';
 import { decide, type Decision } from '../../src/policy/evaluate.js';
 import { readPod, type PodView } from '../../src/policy/pod.js';
 import { compilePolicy, type Policy } from '../../src/policy/policy.js';

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
-import { freePort } from '../../../bench/servers.js';
+import { freePort } from '../../support/net.js';
 import { generateControlPlaneCerts, type ControlPlaneCerts } from './certs.js';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess } from './process.js';
 

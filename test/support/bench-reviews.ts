@@ -7,6 +7,8 @@
 //   denied  a small tenant pod with an image from a blocked registry, denied 403 by a deny rule
 //   large   a ~60 KB tenant pod: many containers, env vars, mounts and probes (sandboxed)
 
+import type { Json } from './review.js';
+
 export type FixtureName = 'tenant' | 'system' | 'denied' | 'large';
 
 export interface Fixture {
@@ -20,7 +22,6 @@ export interface Fixture {
   readonly body: string;
 }
 
-type Json = Record<string, unknown>;
 
 function container(name: string, image: string, envCount: number, index: number): Json {
   const env: Json[] = [];
