@@ -175,7 +175,10 @@ beforeAll(async () => {
   await generateWebhookCerts(certDir);
   const port = await freePort();
   const values = {
-    webhook: { url: `https://127.0.0.1:${port}/mutate`, failurePolicy: 'Fail' },
+    // Helm registers the webhook (the process below is not a chart replica, so it does not register
+    // itself), and deletes the registration on uninstall: no cleanup hook, whose Job would need the image.
+    webhook: { registration: 'helm', url: `https://127.0.0.1:${port}/mutate`, failurePolicy: 'Fail' },
+    hooks: { webhooksCleanup: { enabled: false } },
     certificates: { mode: 'existingSecret', existingSecret: { name: `${FULLNAME}-local-tls`, caBundle: readFileSync(join(certDir, 'ca.crt'), 'utf8') } },
     runtimeClass: {
       create: true,
