@@ -174,17 +174,36 @@ EOF
   install_binary etcd "$mod/etcd" "$ETCD_VERSION" $(($(date +%s) - start))
 }
 
+# helm_kube_minor: the minor of the k8s.io/client-go that helm's go.mod requires (v0.37.0 -> 37).
+helm_kube_minor() {
+  local gomod
+  gomod=$(GOFLAGS=-mod=mod go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  sed -n 's/^[[:space:]]*k8s\.io\/client-go v0\.\([0-9][0-9]*\)\..*/\1/p' "$gomod" | head -n 1
+}
+
 build_helm() {
+  # Without a cluster (helm template, helm lint) helm assumes the Kubernetes version its release build
+  # stamps: helm's Makefile sets pkg/chartutil and pkg/lint/rules k8sVersionMajor/Minor from the client-go
+  # it builds against. A plain go install leaves their default, v1.20, which a chart's kubeVersion
+  # constraint refuses. A helm built before this stamp was added (no .helm.kube-version) is rebuilt.
+  local kube_minor
+  kube_minor=$(helm_kube_minor)
+  [ -n "$kube_minor" ] || { echo "build-binaries.sh: cannot read k8s.io/client-go from helm $HELM_VERSION's go.mod" >&2; exit 1; }
+  if [ "$(cat "$bin/.helm.kube-version" 2>/dev/null)" != "v1.$kube_minor" ]; then rm -f "$bin/.helm.version"; fi
   needed helm TEST_ASSET_HELM "$HELM_VERSION" || return 0
-  local out=$work/helm-$HELM_VERSION start
+  local out=$work/helm-$HELM_VERSION start stamps=""
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    stamps="$stamps -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kube_minor"
+  done
   rm -rf "$out" && mkdir -p "$out"
-  log "building helm $HELM_VERSION"
+  log "building helm $HELM_VERSION (Kubernetes v1.$kube_minor assumed without a cluster)"
   start=$(date +%s)
   # go install pkg@version works here (helm's go.mod has no replace directives) and ignores -mod.
   GOFLAGS=-buildvcs=false GOBIN=$out go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean$stamps" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   install_binary helm "$out/helm" "$HELM_VERSION" $(($(date +%s) - start))
+  echo "v1.$kube_minor" >"$bin/.helm.kube-version"
 }
 
 # asset_var NAME: the TEST_ASSET_* variable that supplies NAME (containerd-shim-runc-v2 ->
