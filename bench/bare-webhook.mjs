@@ -10,22 +10,9 @@
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
-import { parseArgs } from 'node:util';
+import { BODY_LIMIT_BYTES, baselineArgs } from './baseline-args.mjs';
 
-const BODY_LIMIT_BYTES = 3 * 1024 * 1024;
-
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string' },
-    host: { type: 'string', default: '127.0.0.1' },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-  },
-});
-if (!values.port || !values['tls-cert'] || !values['tls-key']) {
-  process.stderr.write('usage: node bench/bare-webhook.mjs --port N --tls-cert FILE --tls-key FILE [--host ADDR]\n');
-  process.exit(2);
-}
+const values = baselineArgs('bare-webhook.mjs');
 
 /** @param {import('node:http').ServerResponse} res @param {number} status @param {unknown} body */
 function answer(res, status, body) {
@@ -35,7 +22,7 @@ function answer(res, status, body) {
 }
 
 const server = createServer(
-  { key: readFileSync(values['tls-key']), cert: readFileSync(values['tls-cert']), minVersion: 'TLSv1.2', keepAliveTimeout: 65_000 },
+  { key: readFileSync(values.tlsKey), cert: readFileSync(values.tlsCert), minVersion: 'TLSv1.2', keepAliveTimeout: 65_000 },
   (req, res) => {
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') return answer(res, 200, { status: 'ok' });
@@ -63,7 +50,7 @@ const server = createServer(
     });
   },
 );
-server.listen(Number(values.port), values.host);
+server.listen(values.port, values.host);
 const stop = () => server.close(() => process.exit(0));
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);

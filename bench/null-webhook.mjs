@@ -10,23 +10,10 @@
 //   node bench/null-webhook.mjs --port N --tls-cert FILE --tls-key FILE [--host 127.0.0.1]
 
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import Fastify, { LogController } from 'fastify';
+import { BODY_LIMIT_BYTES, baselineArgs } from './baseline-args.mjs';
 
-const BODY_LIMIT_BYTES = 3 * 1024 * 1024;
-
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string' },
-    host: { type: 'string', default: '127.0.0.1' },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-  },
-});
-if (!values.port || !values['tls-cert'] || !values['tls-key']) {
-  process.stderr.write('usage: node bench/null-webhook.mjs --port N --tls-cert FILE --tls-key FILE [--host ADDR]\n');
-  process.exit(2);
-}
+const values = baselineArgs('null-webhook.mjs');
 
 const app = Fastify({
   bodyLimit: BODY_LIMIT_BYTES,
@@ -34,7 +21,7 @@ const app = Fastify({
   return503OnClosing: false,
   keepAliveTimeout: 65_000,
   logger: false,
-  https: { key: readFileSync(values['tls-key']), cert: readFileSync(values['tls-cert']), minVersion: 'TLSv1.2' },
+  https: { key: readFileSync(values.tlsKey), cert: readFileSync(values.tlsCert), minVersion: 'TLSv1.2' },
 });
 
 app.removeAllContentTypeParsers();
@@ -56,7 +43,7 @@ app.post('/mutate', async (request) => {
 });
 app.get('/healthz', async () => ({ status: 'ok' }));
 
-await app.listen({ port: Number(values.port), host: values.host });
+await app.listen({ port: values.port, host: values.host });
 const stop = () => {
   void app.close().then(() => process.exit(0));
 };
