@@ -37,15 +37,13 @@ export const MODES = ['enforce', 'audit'] as const;
 /** Rule label values that are not names of the policy's rules: `default` (spec.defaultAction), none (''), a kubelet's mirror pod. */
 export const RULE_SOURCES = ['default', '', 'mirror-pod'] as const;
 
-/** Why the policy denied a review: the set the decision's `denialReason` is taken from. */
-export const DECISION_DENIAL_REASONS = DENIAL_REASONS;
 
 /** Why a review was denied in-band without a decision (fail-closed). */
 export const FAIL_CLOSED_REASONS = ['overloaded', 'deadline', 'internal_error', 'body_too_large'] as const;
 export type FailClosedReason = (typeof FAIL_CLOSED_REASONS)[number];
 
 /** Every value of the denial counter's `reason`; `unspecified` is a denial that named no reason (a bug). */
-export const DENIAL_REASONS_LABELS = [...DECISION_DENIAL_REASONS, ...FAIL_CLOSED_REASONS, 'unspecified'] as const;
+export const DENIAL_REASONS_LABELS = [...DENIAL_REASONS, ...FAIL_CLOSED_REASONS, 'unspecified'] as const;
 export type DenialReasonLabel = (typeof DENIAL_REASONS_LABELS)[number];
 
 /** HTTP statuses the server answers with before admission; anything else is counted as `other`. */
@@ -92,7 +90,7 @@ export function admissionLabels(operation: unknown, mode: unknown, summary: Summ
  */
 export function decisionDenialReason(summary: SummaryLabels): DenialReasonLabel {
   const named = summary.denialReason;
-  if (typeof named === 'string' && (DECISION_DENIAL_REASONS as readonly string[]).includes(named)) return named as DenialReasonLabel;
+  if (typeof named === 'string' && (DENIAL_REASONS as readonly string[]).includes(named)) return named as DenialReasonLabel;
   if (summary.decision === 'deny') return 'deny_rule';
   if (summary.outcome === 'error') return 'invalid_request';
   return 'unspecified';

@@ -9,7 +9,6 @@ import { buildApp, LOGGED_TEXT_MAX_CHARS } from '../../src/server/app.js';
 import { startMetricsServer } from '../../src/server/metrics-server.js';
 import {
   admissionLabels,
-  DECISION_DENIAL_REASONS,
   decisionDenialReason,
   DENIAL_REASONS_LABELS,
   FAIL_CLOSED_REASONS,
@@ -18,6 +17,7 @@ import {
 } from '../../src/telemetry/metrics.js';
 import { policyFromSpec } from '../support/policy.js';
 import { podReview } from '../support/review.js';
+import { DENIAL_REASONS } from '../../src/policy/evaluate.js';
 
 const policy = policyFromSpec(`
   rules:
@@ -90,7 +90,7 @@ describe('label values come from closed sets', () => {
   });
 
   it('the denial counter has a zero series for every decision and fail-closed reason', async () => {
-    expect(DENIAL_REASONS_LABELS).toEqual([...DECISION_DENIAL_REASONS, ...FAIL_CLOSED_REASONS, 'unspecified']);
+    expect(DENIAL_REASONS_LABELS).toEqual([...DENIAL_REASONS, ...FAIL_CLOSED_REASONS, 'unspecified']);
     const text = await new Metrics().registry.metrics();
     for (const reason of DENIAL_REASONS_LABELS) expect(text).toMatch(new RegExp(`^sandbox_webhook_admission_denials_total\\{reason="${reason}"\\} 0$`, 'm'));
   });
