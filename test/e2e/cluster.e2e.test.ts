@@ -142,8 +142,20 @@ describe('cluster awareness against a real apiserver', () => {
 
   const lookups = (): Promise<number> => metric('sandbox_webhook_namespace_lookups_total');
 
-  /** The webhook's own log line for a decision on pod `name` in `namespace`. */
-  function admissionLog(namespace: string, name: string): { reason: string; outcome: string } | undefined {
+  /**
+   * The webhook's own log line for a decision on pod `name` in `namespace`. The server writes its log
+   * asynchronously, so the line may reach the pipe a moment after the answer: waited for, up to 5 s.
+   */
+  async function admissionLog(namespace: string, name: string): Promise<{ reason: string; outcome: string } | undefined> {
+    for (let i = 0; i < 50; i++) {
+      const found = findAdmissionLog(namespace, name);
+      if (found) return found;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return undefined;
+  }
+
+  function findAdmissionLog(namespace: string, name: string): { reason: string; outcome: string } | undefined {
     for (const line of webhook.logs().split('\n')) {
       if (!line.startsWith('{')) continue;
       const entry = JSON.parse(line) as { msg?: string; namespace?: string; pod?: string; reason: string; outcome: string };
@@ -330,7 +342,7 @@ current-context: webhook
   it('denies with a how-to-fix message, verbatim at client-node and kubectl, when the RuntimeClass to inject does not exist', async () => {
     const namespace = await newNamespace('kata', { [TIER]: 'kata' });
     const { code, message } = await rejection(core.createNamespacedPod({ namespace, body: pod('needs-kata') }));
-    const decided = admissionLog(namespace, 'needs-kata');
+    const decided = await admissionLog(namespace, 'needs-kata');
     expect(decided?.outcome).toBe('denied');
     expect(code).toBe(403);
     expect(message).toBe(`admission webhook "${registration.webhookName}" denied the request: sandbox-webhook: ${decided?.reason}`);
@@ -344,7 +356,7 @@ current-context: webhook
       () => undefined,
       (error: { stderr: string }) => error.stderr,
     );
-    const kubectlReason = admissionLog(namespace, 'needs-kata-kubectl')?.reason;
+    const kubectlReason = (await admissionLog(namespace, 'needs-kata-kubectl'))?.reason;
     // kubectl prints the webhook's warnings even for a denied request, then the Status message.
     expect(failure?.trim().split('\n')).toEqual([
       `Warning: RuntimeClass "${MISSING_CLASS}" missing: denied by rule "kata-tier"`,
@@ -357,7 +369,7 @@ current-context: webhook
     const { code, message } = await rejection(
       core.createNamespacedPod({ namespace, body: pod('pinned', { nodeSelector: { [GVISOR_NODE_LABEL.key]: 'runc' } }) }),
     );
-    const decided = admissionLog(namespace, 'pinned');
+    const decided = await admissionLog(namespace, 'pinned');
     expect(code).toBe(403);
     expect(message).toBe(`admission webhook "${registration.webhookName}" denied the request: sandbox-webhook: ${decided?.reason}`);
     expect(message).toContain(`${GVISOR_NODE_LABEL.key}=runc`);

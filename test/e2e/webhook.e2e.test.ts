@@ -119,14 +119,17 @@ describe('sandbox-webhook in a real cluster', () => {
       const before = webhook.logs().split('\n').filter((line) => line.includes('"msg":"admission"')).length;
       const created = await core.createNamespacedPod({ namespace: tenant, body: pod({}, 'reinvoked') });
       expect(created.spec?.runtimeClassName).toBe('gvisor');
-      const lines = webhook
-        .logs()
-        .split('\n')
-        .filter((line) => line.includes('"msg":"admission"'))
-        .slice(before)
-        .map((line) => JSON.parse(line) as { pod?: string; outcome: string })
-        .filter((entry) => entry.pod === 'reinvoked');
-      expect(lines.map((entry) => entry.outcome)).toEqual(['patched', 'unchanged']);
+      const decided = (): { pod?: string; outcome: string }[] =>
+        webhook
+          .logs()
+          .split('\n')
+          .filter((line) => line.includes('"msg":"admission"'))
+          .slice(before)
+          .map((line) => JSON.parse(line) as { pod?: string; outcome: string })
+          .filter((entry) => entry.pod === 'reinvoked');
+      // The server writes its log asynchronously: give the second line a moment to reach the pipe.
+      for (let i = 0; i < 50 && decided().length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(decided().map((entry) => entry.outcome)).toEqual(['patched', 'unchanged']);
     });
 
     it('stores a pod in a namespace the policy allows untouched', async () => {
