@@ -8,21 +8,10 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/support/net.js';
+export { imageNodeFlags } from '../test/support/image-flags.js';
 import { startServer, type ServerProcess } from './load.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-
-/**
- * The Node flags of the image: what its CMD passes to node before dist/main.js (the distroless
- * entrypoint is node itself), so that the benchmark measures the webhook as it is deployed.
- */
-export function imageNodeFlags(dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')): string[] {
-  const cmd = /^CMD (\[.*\])\s*$/m.exec(dockerfile)?.[1];
-  const args: unknown = cmd === undefined ? undefined : JSON.parse(cmd);
-  const main = Array.isArray(args) ? args.indexOf('dist/main.js') : -1;
-  if (!Array.isArray(args) || main === -1) throw new Error('Dockerfile: no CMD ["...", "dist/main.js"] to take the Node flags from');
-  return args.slice(0, main).map(String);
-}
 
 export interface BenchCertificates {
   readonly dir: string;

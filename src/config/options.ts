@@ -34,7 +34,7 @@ export interface Options {
   readonly readTimeoutMs: number;
   /** open connections to the webhook port; more are closed at once */
   readonly maxConnections: number;
-  /** request bodies buffered at once beyond each one's first 64 KiB, in MiB; larger bodies past it are shed */
+  /** request bodies buffered at once beyond each one's first 16 KiB, in MiB; larger bodies past it are shed */
   readonly maxBufferedBodyMiB: number;
   /** how often the policy and certificate files are checked for changes (watch events also trigger) */
   readonly reloadIntervalMs: number;
@@ -144,7 +144,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
     kind: { type: 'integer', min: 20, max: 4096 },
     default: '32',
     placeholder: 'N',
-    help: "MiB of request bodies held at once beyond each one's first 64 KiB; a review past it is denied in-band as overloaded",
+    help: "MiB of request bodies held at once beyond each one's first 16 KiB; a review past it is denied in-band as overloaded",
   },
   {
     key: 'reloadIntervalMs',

@@ -62,7 +62,7 @@ export interface AppOptions {
   readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
   readonly logger?: FastifyBaseLogger | boolean;
   readonly bodyLimitBytes?: number;
-  /** bytes of bodies held at once beyond each one's first 64 KiB (body.ts) */
+  /** bytes of bodies held at once beyond each one's first 16 KiB (body.ts) */
   readonly maxBufferedBodyBytes?: number;
   /**
    * answer fail-closed when a review takes longer than this since it arrived (well inside the

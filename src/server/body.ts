@@ -22,9 +22,11 @@ export const BODY_LIMIT_BYTES = 2 * 6 * 1.5 * MIB + MIB;
 /**
  * The first bytes of every body are not counted against the shared budget: nearly every review is
  * smaller (a pod of 8 containers is ~8 KiB), so the budget only ever holds back large ones. With
- * the connection cap this bounds what small bodies hold: 256 connections x 64 KiB = 16 MiB.
+ * the connection cap this bounds what small bodies hold: 256 connections x 16 KiB = 4 MiB. It was
+ * 64 KiB (16 MiB in all); under 255 stalled 512 KiB bodies that held 12 MiB more and, on Node 24,
+ * raised the peak RSS by 120-126 MB instead of 97-98 MB (test/ops/limits.ops.test.ts).
  */
-export const UNCOUNTED_BODY_BYTES = 64 * 1024;
+export const UNCOUNTED_BODY_BYTES = 16 * 1024;
 
 /** Bytes kept of a body that is not kept: the envelope's kind, apiVersion and request.uid come first. */
 const HEAD_BYTES = 4096;
@@ -32,9 +34,11 @@ const HEAD_BYTES = 4096;
 /**
  * The bytes of request bodies held at once beyond each one's uncounted first bytes (default 32
  * MiB, --max-buffered-body-mib: one worst-case review fits). Measured with the built server
- * (test/ops/limits.ops.test.ts, this 2-vCPU VM): 255 connections each stalled after 512 KiB of
- * body raised its RSS by 98-100 MB at peak (the kept bytes, plus the dropped ones until collected),
- * the same with 2 KiB each by 13 MB, and a worst-case review of 18.8 MB by 75 MB while parsed.
+ * (test/ops/limits.ops.test.ts, this 2-vCPU VM, Node 24): 255 connections each stalled after 512
+ * KiB of body raised its RSS by 97-98 MB at peak: the 36 MiB kept, the TLS state of each
+ * connection, and the dropped bytes until V8 collects them (it runs a full collection for external
+ * memory only after about 64 MiB more of it). Earlier, on Node 20: the same with 2 KiB each by 13 MB,
+ * and a worst-case review of 18.8 MB by 75 MB while parsed.
  */
 export class BodyBudget {
   /** held now; read by tests and the ops log, changed only by take() and give() */

@@ -14,6 +14,7 @@ import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tl
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '../support/net.js';
+import { imageNodeFlags } from '../support/image-flags.js';
 export { percentile } from '../support/stats.js';
 import { podReview as supportPodReview } from '../support/review.js';
 
@@ -119,7 +120,8 @@ export async function startWebhook(args: {
   const child = spawn(
     process.execPath,
     [
-      ...(process.env.OPS_NODE_ARGS ? process.env.OPS_NODE_ARGS.split(' ') : []),
+      // The image's Node flags (the Dockerfile's CMD), unless OPS_NODE_ARGS names others.
+      ...(process.env.OPS_NODE_ARGS !== undefined ? process.env.OPS_NODE_ARGS.split(' ').filter(Boolean) : imageNodeFlags()),
       WEBHOOK_MAIN,
       '--port', String(port),
       '--metrics-port', String(metricsPort),

@@ -104,11 +104,11 @@ describe('limits (node dist/main.js, real TLS sockets)', () => {
   // 300 connections take this 2-vCPU machine several seconds to open (a TLS handshake each, on
   // both ends), so that run gets a longer read deadline: all of them are then held at once.
   it.each([
-    [40, READ_TIMEOUT_MS],
-    [300, 15_000],
+    [40, 512, READ_TIMEOUT_MS],
+    [300, 1024, 15_000],
   ])(
-    '%i connections that send headers and 512 KiB of body, then stall, are closed within the read deadline (%i ms); memory stays bounded and a review on an open connection is answered',
-    async (stalled, readTimeoutMs) => {
+    '%i connections that send headers and %i KiB of body, then stall, are closed within the read deadline (%i ms); memory stays bounded and a review on an open connection is answered',
+    async (stalled, sentKiB, readTimeoutMs) => {
       const { webhook: target, certs } = await start(readTimeoutMs === READ_TIMEOUT_MS ? [] : ['--read-timeout-ms', String(readTimeoutMs)]);
       // The apiserver's connection, open before the flood.
       const apiserver = clientAgent([certs.caPem], true);
@@ -122,7 +122,7 @@ describe('limits (node dist/main.js, real TLS sockets)', () => {
       // while no handshake waits so long behind the others that its own deadline closes it.
       const held: Held[] = [];
       for (let i = 0; i < stalled; i += 20) {
-        const batch = Array.from({ length: Math.min(20, stalled - i) }, (_, j) => stallBody(target.port, certs.caPem, `stall-${i + j}`, 512 * 1024));
+        const batch = Array.from({ length: Math.min(20, stalled - i) }, (_, j) => stallBody(target.port, certs.caPem, `stall-${i + j}`, sentKiB * 1024));
         held.push(...(await Promise.all(batch)));
       }
       const accepted = held.filter((h) => h.secured);
@@ -162,8 +162,12 @@ describe('limits (node dist/main.js, real TLS sockets)', () => {
       expect(dropped).toBe(refused.length);
       for (const ms of heldMs) expect(ms).toBeLessThan(readTimeoutMs + DEADLINE_SLACK_MS);
       expect(accepted.every((h) => h.received().startsWith('HTTP/1.1 408 '))).toBe(true);
-      // Bounded: the shared budget (32 MiB) and 64 KiB per connection, whatever the number of stalls.
-      expect(rssPeak - (rssBefore ?? 0)).toBeLessThan(120 * MIB);
+      // Bounded, whatever the number of stalls and bytes: the shared budget (32 MiB) and 16 KiB per
+      // connection kept (36 MiB for 255), the TLS state of each connection, and dropped bytes that V8
+      // has not yet collected (it collects external memory after about 64 MiB more of it). With the
+      // image's Node flags that was 87-126 MB here for 255 connections of 1 MiB each; a server that
+      // kept every body would hold 255 MiB of them alone.
+      expect(rssPeak - (rssBefore ?? 0)).toBeLessThan(150 * MIB);
       expect(after.answer).toMatchObject({ uid: 'after-the-flood', allowed: true });
     },
     60_000,
