@@ -47,12 +47,19 @@ async function main(): Promise<number> {
 }
 
 /**
- * Every decision is logged at info, so writes are asynchronous: pino's destination buffers while a
- * write is under way instead of blocking the event loop on stdout. In a tight loop of decision
- * lines into a pipe (this 2-vCPU VM, Node 20): 12-19 µs of wall time per line instead of 38-57
- * µs, and 10-13 µs of CPU instead of 13-14. What is buffered is flushed before the process exits.
+ * Every decision is logged at info, so lines are written in batches, asynchronously: pino's
+ * destination (sonic-boom) keeps lines until LOG_BATCH_BYTES are buffered or LOG_FLUSH_MS have
+ * passed, then writes them in one write(2) from libuv's thread pool, never blocking the event loop
+ * on stdout. Written one line at a time (as before), each line cost a write(2), a hand-off to the
+ * thread pool and back (futex and eventfd) and a wake-up of the event loop: strace of 1,000 reviews
+ * on one connection counted 2,776 writes, 1,885 reads and 4,627 futex calls, against 1,007, 1,007
+ * and 409 for the null webhook. Past LOG_BUFFER_MAX_BYTES (stdout blocked) lines are dropped, not
+ * held. What is buffered is flushed before the process exits.
  */
-const logDestination = pino.destination({ dest: 1, sync: false });
+const LOG_BATCH_BYTES = 4096;
+const LOG_FLUSH_MS = 250;
+const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+const logDestination = pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS, maxLength: LOG_BUFFER_MAX_BYTES });
 
 function logger(options: Options): Logger {
   return pino({ level: options.logLevel, base: { service: 'sandbox-webhook' } }, logDestination);
