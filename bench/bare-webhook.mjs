@@ -5,14 +5,50 @@
 // No framework, no routing beyond the path, no logging, no metrics: what serving a review over TLS
 // costs at the least on this Node. The fastify null webhook (null-webhook.mjs) adds the framework.
 //
+// With --patch-runtime-class NAME (the floor of `npm run bench:cluster`), it answers a pod's review
+// as the webhook answers one it sandboxes: allowed, with the JSON patch of sandboxPatch in
+// src/admission/admit.ts (runtimeClassName NAME, and the annotation sandbox-webhook.io/rule with the
+// value of --patch-rule, default `bare`, as a map when the pod has no annotations), so that the
+// apiserver applies the same patch as for a sandboxed pod.
+//
 //   node bench/bare-webhook.mjs --port N --tls-cert FILE --tls-key FILE [--host 127.0.0.1]
+//                               [--patch-runtime-class NAME [--patch-rule NAME]]
 
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { BODY_LIMIT_BYTES, baselineArgs } from './baseline-args.mjs';
 
-const values = baselineArgs('bare-webhook.mjs');
+const values = baselineArgs('bare-webhook.mjs', { 'patch-runtime-class': 'NAME', 'patch-rule': 'NAME' });
+const runtimeClassName = values.own['patch-runtime-class'];
+const rule = values.own['patch-rule'] ?? 'bare';
+const RULE_ANNOTATION = 'sandbox-webhook.io/rule';
+
+/** @param {unknown} value @returns {value is Record<string, unknown>} */
+const isRecord = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * The operations of sandboxPatch (src/admission/admit.ts) for `pod` and `className`.
+ * @param {unknown} pod @param {string} className
+ */
+function sandboxPatch(pod, className) {
+  const patch = [];
+  const object = isRecord(pod) ? pod : {};
+  const spec = isRecord(object.spec) ? object.spec : {};
+  if (spec.runtimeClassName !== className) {
+    patch.push({ op: 'runtimeClassName' in spec ? 'replace' : 'add', path: '/spec/runtimeClassName', value: className });
+  }
+  const metadata = object.metadata;
+  const annotations = isRecord(metadata) ? metadata.annotations : undefined;
+  if (!isRecord(metadata)) {
+    patch.push({ op: 'metadata' in object ? 'replace' : 'add', path: '/metadata', value: { annotations: { [RULE_ANNOTATION]: rule } } });
+  } else if (!isRecord(annotations)) {
+    patch.push({ op: 'annotations' in metadata ? 'replace' : 'add', path: '/metadata/annotations', value: { [RULE_ANNOTATION]: rule } });
+  } else if (annotations[RULE_ANNOTATION] !== rule) {
+    patch.push({ op: RULE_ANNOTATION in annotations ? 'replace' : 'add', path: '/metadata/annotations/sandbox-webhook.io~1rule', value: rule });
+  }
+  return patch;
+}
 
 /** @param {import('node:http').ServerResponse} res @param {number} status @param {unknown} body */
 function answer(res, status, body) {
@@ -42,11 +78,16 @@ const server = createServer(
       } catch {
         return answer(res, 400, { message: 'not JSON' });
       }
-      answer(res, 200, {
-        apiVersion: review?.apiVersion ?? 'admission.k8s.io/v1',
-        kind: 'AdmissionReview',
-        response: { uid: review?.request?.uid ?? '', allowed: true },
-      });
+      /** @type {{ uid: string, allowed: boolean, patch?: string, patchType?: string }} */
+      const response = { uid: review?.request?.uid ?? '', allowed: true };
+      if (runtimeClassName !== undefined && review?.request?.kind?.kind === 'Pod' && review.request.subResource === undefined) {
+        const patch = sandboxPatch(review.request.object, runtimeClassName);
+        if (patch.length > 0) {
+          response.patch = Buffer.from(JSON.stringify(patch)).toString('base64');
+          response.patchType = 'JSONPatch';
+        }
+      }
+      answer(res, 200, { apiVersion: review?.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
     });
   },
 );

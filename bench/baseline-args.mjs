@@ -2,25 +2,37 @@
 // The command line both baseline servers of `npm run bench` take (null-webhook.mjs, bare-webhook.mjs),
 // and the body limit they read up to (3 MiB: more than any review the bench sends).
 //
-//   node bench/<server>.mjs --port N --tls-cert FILE --tls-key FILE [--host 127.0.0.1]
+//   node bench/<server>.mjs --port N --tls-cert FILE --tls-key FILE [--host 127.0.0.1] [its own options]
 
 import { parseArgs } from 'node:util';
 
 export const BODY_LIMIT_BYTES = 3 * 1024 * 1024;
 
-/** @param {string} script the server's file name, for the usage line */
-export function baselineArgs(script) {
+/**
+ * @param {string} script the server's file name, for the usage line
+ * @param {Record<string, string>} [own] options of that server alone, each taking a value: name → the value's name in the usage line
+ * @returns {{ port: number, host: string, tlsCert: string, tlsKey: string, own: Record<string, string | undefined> }}
+ */
+export function baselineArgs(script, own = {}) {
   const { values } = parseArgs({
     options: {
       port: { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      ...Object.fromEntries(Object.keys(own).map((name) => [name, { type: /** @type {const} */ ('string') }])),
     },
   });
   if (!values.port || !values['tls-cert'] || !values['tls-key']) {
-    process.stderr.write(`usage: node bench/${script} --port N --tls-cert FILE --tls-key FILE [--host ADDR]\n`);
+    const usage = Object.entries(own).map(([name, value]) => ` [--${name} ${value}]`).join('');
+    process.stderr.write(`usage: node bench/${script} --port N --tls-cert FILE --tls-key FILE [--host ADDR]${usage}\n`);
     process.exit(2);
   }
-  return { port: Number(values.port), host: values.host ?? '127.0.0.1', tlsCert: values['tls-cert'], tlsKey: values['tls-key'] };
+  return {
+    port: Number(values.port),
+    host: String(values.host ?? '127.0.0.1'),
+    tlsCert: String(values['tls-cert']),
+    tlsKey: String(values['tls-key']),
+    own: Object.fromEntries(Object.keys(own).map((name) => [name, values[name] === undefined ? undefined : String(values[name])])),
+  };
 }

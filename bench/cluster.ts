@@ -10,21 +10,29 @@
 //   3. the built webhook (dist/main.js) in cluster mode, as shipped (the chart's log level to a file,
 //      the image's Node flags), KUBECONFIG to the test apiserver; time to ready (its first lists);
 //      registered by a MutatingWebhookConfiguration that skips namespaces labelled
-//      bench.sandbox-webhook.io/webhook=off
-//   4. rounds of pods created at a fixed concurrency, taking turns: `off` (a namespace the webhook is
+//      bench.sandbox-webhook.io/webhook=off or bench.sandbox-webhook.io/floor=bare
+//   4. the floor: bench/bare-webhook.mjs (node:https alone, with the webhook's Node flags and
+//      certificates, on a port of its own), answering every review with the webhook's patch for a
+//      tenant pod (class gvisor, the rule annotation); a second entry of the same configuration, with
+//      the same settings, sends it the pods of the namespaces labelled bench.sandbox-webhook.io/floor=bare
+//      and no others. What any Node.js HTTPS server costs per review called by the real apiserver.
+//   5. rounds of pods created at a fixed concurrency, taking turns: `off` (a namespace the webhook is
 //      not registered for), `sandboxed` (tenant namespaces: class gvisor), `overhead` (class
-//      gvisor-overhead); per round: pods/s, create latency, CPU per pod of the apiserver, etcd and the
-//      webhook (/proc/PID/stat), webhook calls per pod (the apiserver's own counter). Every create must
-//      succeed and every stored pod of a sandboxed round must carry its class (checked on the answer
-//      and again by listing them afterwards).
-//   5. a table, and bench/results/cluster-latest.json (and a timestamped copy)
+//      gvisor-overhead), `floor` (the bare server's namespaces: class gvisor); per round: pods/s,
+//      create latency, CPU per pod of the apiserver, etcd, the webhook and the bare server
+//      (/proc/PID/stat), calls per pod of either (the apiserver's own counter). Every create must
+//      succeed and every stored pod of a sandboxed or floor round must carry its class (checked on the
+//      answer and again by listing them afterwards).
+//   6. a table (the floor's column shows the bare server where the others show the webhook), the
+//      webhook's CPU per sandboxed pod against the bare server's per floor pod, and
+//      bench/results/cluster-latest.json (and a timestamped copy)
 //
 // Options: --namespaces N (tenant namespaces, default 20000), --pods N (per round, default 300),
 //          --rounds N (per kind, default 3), --concurrency N (creates in flight, default 16),
 //          --namespace-concurrency N (default 32),
 //          --node-flags="..." (default: the Dockerfile CMD's), --profile (webhook under --cpu-prof)
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import os from 'node:os';
@@ -37,11 +45,16 @@ import { buildFixtures } from '../test/support/bench-reviews.js';
 import type { Json } from '../test/support/review.js';
 import { cpuTimeMs, peakRssMB, rssMB, stolenCpuSeconds } from '../test/support/proc.js';
 import { median, percentile } from '../test/support/stats.js';
+import { freePort } from '../test/support/net.js';
+import { startServer, stopServer, waitReady, type ServerProcess } from './load.js';
 import { chartLogLevel, imageNodeFlags, ROOT, webhookFlavour } from './servers.js';
 
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
 const OFF_LABEL = 'bench.sandbox-webhook.io/webhook';
 const WEBHOOK_NAME = 'pods.sandbox-webhook.io';
+/** The label of the floor's namespaces: the bare server's entry is called for them, the webhook's not. */
+const FLOOR_LABEL = 'bench.sandbox-webhook.io/floor';
+const BARE_WEBHOOK_NAME = 'floor.bench.sandbox-webhook.io';
 
 export const TARGETS = {
   /** webhook CPU per admitted pod, ms (median of the sandboxed rounds) */
@@ -94,9 +107,10 @@ const RUNTIME_CLASSES: Json[] = [
   },
 ];
 
-type Kind = 'off' | 'sandboxed' | 'overhead';
-const KINDS: readonly Kind[] = ['off', 'sandboxed', 'overhead'];
-const EXPECTED_CLASS: Record<Kind, string | undefined> = { off: undefined, sandboxed: 'gvisor', overhead: 'gvisor-overhead' };
+type Kind = 'off' | 'sandboxed' | 'overhead' | 'floor';
+const KINDS: readonly Kind[] = ['off', 'sandboxed', 'overhead', 'floor'];
+const EXPECTED_CLASS: Record<Kind, string | undefined> = { off: undefined, sandboxed: 'gvisor', overhead: 'gvisor-overhead', floor: 'gvisor' };
+const KIND_HEADINGS: Record<Kind, string> = { off: 'not registered', sandboxed: 'sandboxed', overhead: 'overhead class', floor: 'floor: bare' };
 
 // ---------------------------------------------------------------------------------------------
 // A lean REST client: the load generator shares the machine's two CPUs with everything it measures.
@@ -204,15 +218,21 @@ function establishedTo(port: number): number {
     }).length;
 }
 
-/** Sum of the apiserver's call counter for our webhook (apiserver_admission_webhook_admission_duration_seconds). */
-async function webhookCalls(rest: Rest): Promise<number> {
+interface Calls {
+  readonly webhook: number;
+  readonly bare: number;
+}
+
+/** Sums of the apiserver's call counter (apiserver_admission_webhook_admission_duration_seconds) for our webhook and the bare server. */
+async function webhookCalls(rest: Rest): Promise<Calls> {
   const { status, body } = await rest.call('GET', '/metrics');
   if (status !== 200) throw new Error(`GET /metrics: ${status}`);
-  let total = 0;
+  const total = { webhook: 0, bare: 0 };
   for (const line of body.split('\n')) {
-    if (line.startsWith('apiserver_admission_webhook_admission_duration_seconds_count{') && line.includes(`name="${WEBHOOK_NAME}"`)) {
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
+    if (!line.startsWith('apiserver_admission_webhook_admission_duration_seconds_count{')) continue;
+    const count = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.includes(`name="${WEBHOOK_NAME}"`)) total.webhook += count;
+    else if (line.includes(`name="${BARE_WEBHOOK_NAME}"`)) total.bare += count;
   }
   return total;
 }
@@ -243,17 +263,38 @@ interface Round {
   readonly seconds: number;
   readonly podsPerSecond: number;
   readonly latencyMs: { readonly p50: number; readonly p99: number };
-  readonly cpuMsPerPod: { readonly apiserver: number; readonly etcd: number; readonly webhook: number };
+  readonly cpuMsPerPod: { readonly apiserver: number; readonly etcd: number; readonly webhook: number; readonly bare: number };
   readonly webhookCallsPerPod: number;
+  readonly bareCallsPerPod: number;
   readonly failed: number;
   readonly wrongClass: number;
   readonly stealPercent: number;
+}
+
+interface KindSummary {
+  readonly podsPerSecond: number;
+  readonly podsPerSecondRange: number[];
+  readonly latencyP50Ms: number;
+  readonly latencyP99Ms: number;
+  readonly apiserverCpuMsPerPod: number;
+  readonly etcdCpuMsPerPod: number;
+  readonly webhookCpuMsPerPod: number;
+  readonly webhookReviewCpuMsPerPod: number;
+  readonly webhookCallsPerPod: number;
+  /** the bare server's: its own kind, floor, calls it; the others should not */
+  readonly bareCpuMsPerPod: number;
+  readonly bareReviewCpuMsPerPod: number;
+  readonly bareCallsPerPod: number;
+  readonly failed: number;
+  readonly wrongClassOnCreate: number;
 }
 
 interface Pids {
   readonly apiserver: number;
   readonly etcd: number;
   readonly webhook: number;
+  /** the floor's bare node:https server */
+  readonly bare: number;
 }
 
 async function runRound(
@@ -272,7 +313,7 @@ async function runRound(
   let wrongClass = 0;
   const errors: string[] = [];
   const callsBefore = await webhookCalls(rest);
-  const cpu = { apiserver: cpuTimeMs(pids.apiserver), etcd: cpuTimeMs(pids.etcd), webhook: cpuTimeMs(pids.webhook) };
+  const cpu = { apiserver: cpuTimeMs(pids.apiserver), etcd: cpuTimeMs(pids.etcd), webhook: cpuTimeMs(pids.webhook), bare: cpuTimeMs(pids.bare) };
   const stolenBefore = stolenCpuSeconds();
   const started = performance.now();
   const latencies = await inFlight(count, concurrency, async (i) => {
@@ -292,8 +333,9 @@ async function runRound(
     apiserver: cpuTimeMs(pids.apiserver) - cpu.apiserver,
     etcd: cpuTimeMs(pids.etcd) - cpu.etcd,
     webhook: cpuTimeMs(pids.webhook) - cpu.webhook,
+    bare: cpuTimeMs(pids.bare) - cpu.bare,
   };
-  const calls = (await webhookCalls(rest)) - callsBefore;
+  const callsAfter = await webhookCalls(rest);
   for (const error of errors) console.log(`  ${kind} round ${round}: create failed: ${error}`);
   const ok = count - failed;
   return {
@@ -303,8 +345,9 @@ async function runRound(
     seconds,
     podsPerSecond: ok / seconds,
     latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
-    cpuMsPerPod: { apiserver: used.apiserver / ok, etcd: used.etcd / ok, webhook: used.webhook / ok },
-    webhookCallsPerPod: calls / count,
+    cpuMsPerPod: { apiserver: used.apiserver / ok, etcd: used.etcd / ok, webhook: used.webhook / ok, bare: used.bare / ok },
+    webhookCallsPerPod: (callsAfter.webhook - callsBefore.webhook) / count,
+    bareCallsPerPod: (callsAfter.bare - callsBefore.bare) / count,
     failed,
     wrongClass,
     stealPercent: stolen === undefined || stolenBefore === undefined ? Number.NaN : (100 * (stolen - stolenBefore)) / (seconds * os.availableParallelism()),
@@ -317,13 +360,22 @@ async function checkStored(rest: Rest): Promise<Record<Kind, { stored: number; w
     off: { stored: 0, wrongClass: 0 },
     sandboxed: { stored: 0, wrongClass: 0 },
     overhead: { stored: 0, wrongClass: 0 },
+    floor: { stored: 0, wrongClass: 0 },
   };
   let continueToken = '';
   do {
     const page = await must(rest, 'GET', `/api/v1/pods?limit=500${continueToken ? `&continue=${encodeURIComponent(continueToken)}` : ''}`);
     for (const item of (page.items as Json[] | undefined) ?? []) {
       const namespace = String((item.metadata as Json).namespace);
-      const kind: Kind | undefined = namespace.startsWith('tenant-') ? 'sandboxed' : namespace.startsWith('overhead-') ? 'overhead' : namespace.startsWith('off-') ? 'off' : undefined;
+      const kind: Kind | undefined = namespace.startsWith('tenant-')
+        ? 'sandboxed'
+        : namespace.startsWith('overhead-')
+          ? 'overhead'
+          : namespace.startsWith('off-')
+            ? 'off'
+            : namespace.startsWith('floor-')
+              ? 'floor'
+              : undefined;
       if (!kind) continue;
       counts[kind].stored += 1;
       if ((item.spec as Json).runtimeClassName !== EXPECTED_CLASS[kind]) counts[kind].wrongClass += 1;
@@ -364,7 +416,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const nodeFlags = values['node-flags'] === undefined ? imageNodeFlags() : values['node-flags'].split(' ').filter(Boolean);
-  // The unregistered and the overhead rounds spread their pods over namespaces of their own.
+  // The unregistered, the overhead and the floor rounds spread their pods over namespaces of their own.
   const extraNamespaces = Math.min(podsPerRound, 400);
   const startedAt = new Date();
   const log = (line: string): void => console.log(`[${((Date.now() - startedAt.getTime()) / 1000).toFixed(1)} s] ${line}`);
@@ -379,6 +431,8 @@ async function main(): Promise<number> {
     apiserverArgs: ['--audit-log-path='],
   });
   let webhook: RunningWebhook | undefined;
+  let bare: ServerProcess | undefined;
+  const bareDir = mkdtempSync(join(os.tmpdir(), 'sandbox-webhook-bench-bare-'));
   const rest = restClient(cp, Math.max(concurrency, namespaceConcurrency));
   try {
     const apiserverPid = pidOf(`--secure-port=${new URL(cp.apiserverUrl).port}`);
@@ -392,6 +446,7 @@ async function main(): Promise<number> {
     const all: Array<[string, Record<string, string>]> = [
       ...Array.from({ length: extraNamespaces }, (_, i): [string, Record<string, string>] => [namespaceName('off', i), { [OFF_LABEL]: 'off' }]),
       ...Array.from({ length: extraNamespaces }, (_, i): [string, Record<string, string>] => [namespaceName('overhead', i), {}]),
+      ...Array.from({ length: extraNamespaces }, (_, i): [string, Record<string, string>] => [namespaceName('floor', i), { [FLOOR_LABEL]: 'bare' }]),
       ...Array.from({ length: tenants }, (_, i): [string, Record<string, string>] => [namespaceName('sandboxed', i), {}]),
     ];
     const apiserverCpuBefore = cpuTimeMs(apiserverPid);
@@ -422,40 +477,70 @@ async function main(): Promise<number> {
     const rssAtReadyMB = rssMB(webhook.pid);
     log(`webhook ready in ${fmt(readyMs, 0)} ms (spawn to /readyz 200, both informers listed), RSS ${fmt(rssAtReadyMB)} MB (pid ${webhook.pid}, NODE_OPTIONS ${nodeOptions})`);
 
+    // The floor: bare node:https with the webhook's Node flags and certificates, patching as the webhook
+    // patches a tenant pod (the same class, the same rule annotation).
+    const barePort = await freePort();
+    bare = startServer(
+      'bare node:https',
+      barePort,
+      [
+        ...nodeFlags,
+        join(ROOT, 'bench', 'bare-webhook.mjs'),
+        '--port', String(barePort),
+        '--host', '127.0.0.1',
+        '--tls-cert', join(webhook.certDir, 'tls.crt'),
+        '--tls-key', join(webhook.certDir, 'tls.key'),
+        '--patch-runtime-class', 'gvisor',
+        '--patch-rule', 'tenants',
+      ],
+      join(bareDir, 'bare.log'),
+    );
+    await waitReady(bare, Buffer.from(webhook.caPem));
+    const barePid = bare.child.pid;
+    if (barePid === undefined) throw new Error('bare node:https: no pid');
+    log(`bare node:https ready (pid ${barePid}, port ${barePort}, Node flags ${nodeFlags.join(' ')})`);
+
+    // Two entries with the same settings: ours for every namespace but the unregistered and the
+    // floor's, the bare server's for the floor's alone.
+    const caBundle = webhook.caBundle;
+    const entry = (name: string, url: string, matchExpressions: Json[]): Json => ({
+      name,
+      clientConfig: { url, caBundle },
+      rules: [{ apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], operations: ['CREATE'], scope: '*' }],
+      admissionReviewVersions: ['v1'],
+      sideEffects: 'None',
+      matchPolicy: 'Equivalent',
+      reinvocationPolicy: 'IfNeeded',
+      failurePolicy: 'Fail',
+      timeoutSeconds: 5,
+      namespaceSelector: { matchExpressions },
+    });
     await must(rest, 'POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'MutatingWebhookConfiguration',
       metadata: { name: 'sandbox-webhook-bench' },
       webhooks: [
-        {
-          name: WEBHOOK_NAME,
-          clientConfig: { url: `${webhook.url}/mutate`, caBundle: webhook.caBundle },
-          rules: [{ apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], operations: ['CREATE'], scope: '*' }],
-          admissionReviewVersions: ['v1'],
-          sideEffects: 'None',
-          matchPolicy: 'Equivalent',
-          reinvocationPolicy: 'IfNeeded',
-          failurePolicy: 'Fail',
-          timeoutSeconds: 5,
-          namespaceSelector: {
-            matchExpressions: [
-              { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system'] },
-              { key: OFF_LABEL, operator: 'NotIn', values: ['off'] },
-            ],
-          },
-        },
+        entry(WEBHOOK_NAME, `${webhook.url}/mutate`, [
+          { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system'] },
+          { key: OFF_LABEL, operator: 'NotIn', values: ['off'] },
+          { key: FLOOR_LABEL, operator: 'NotIn', values: ['bare'] },
+        ]),
+        entry(BARE_WEBHOOK_NAME, `https://127.0.0.1:${barePort}/mutate`, [{ key: FLOOR_LABEL, operator: 'In', values: ['bare'] }]),
       ],
     }, [201]);
-    // The apiserver sees the configuration through an informer: probe with dry-run creates until it calls us.
+    // The apiserver sees the configuration through an informer: probe with dry-run creates until it calls
+    // us, and the bare server.
     const template = podTemplate();
     const activeBy = Date.now() + 30_000;
-    for (;;) {
-      const res = await rest.call('POST', `/api/v1/namespaces/${namespaceName('sandboxed', 0)}/pods?dryRun=All`, template);
-      if (res.status === 201 && (JSON.parse(res.body) as { spec: Json }).spec.runtimeClassName === 'gvisor') break;
-      if (Date.now() > activeBy) throw new Error(`the apiserver did not call the webhook within 30 s: ${res.status} ${res.body.slice(0, 300)}`);
-      await new Promise((done) => setTimeout(done, 100));
+    for (const kind of ['sandboxed', 'floor'] as const) {
+      for (;;) {
+        const res = await rest.call('POST', `/api/v1/namespaces/${namespaceName(kind, 0)}/pods?dryRun=All`, template);
+        if (res.status === 201 && (JSON.parse(res.body) as { spec: Json }).spec.runtimeClassName === 'gvisor') break;
+        if (Date.now() > activeBy) throw new Error(`the apiserver did not call the ${kind === 'floor' ? 'bare server' : 'webhook'} within 30 s: ${res.status} ${res.body.slice(0, 300)}`);
+        await new Promise((done) => setTimeout(done, 100));
+      }
     }
-    const pids: Pids = { apiserver: apiserverPid, etcd: etcdPid, webhook: webhook.pid };
+    const pids: Pids = { apiserver: apiserverPid, etcd: etcdPid, webhook: webhook.pid, bare: barePid };
 
     // A short warm-up of every kind (the JIT, the apiserver's caches), not counted.
     for (const kind of KINDS) await runRound(rest, pids, template, kind, 0, Math.min(50, podsPerRound), kind === 'sandboxed' ? tenants : extraNamespaces, tenants - 50, concurrency);
@@ -469,8 +554,8 @@ async function main(): Promise<number> {
         results.push(result);
         log(
           `${kind.padEnd(9)} round ${round}: ${fmt(result.podsPerSecond, 0)} pods/s, p50 ${fmt(result.latencyMs.p50)} / p99 ${fmt(result.latencyMs.p99)} ms, ` +
-            `CPU ms/pod apiserver ${fmt(result.cpuMsPerPod.apiserver, 2)} etcd ${fmt(result.cpuMsPerPod.etcd, 2)} webhook ${fmt(result.cpuMsPerPod.webhook, 3)}, ` +
-            `calls/pod ${fmt(result.webhookCallsPerPod, 2)}, failed ${result.failed}, wrong class ${result.wrongClass}, steal ${fmt(result.stealPercent, 2)}%`,
+            `CPU ms/pod apiserver ${fmt(result.cpuMsPerPod.apiserver, 2)} etcd ${fmt(result.cpuMsPerPod.etcd, 2)} webhook ${fmt(result.cpuMsPerPod.webhook, 3)} bare ${fmt(result.cpuMsPerPod.bare, 3)}, ` +
+            `calls/pod webhook ${fmt(result.webhookCallsPerPod, 2)} bare ${fmt(result.bareCallsPerPod, 2)}, failed ${result.failed}, wrong class ${result.wrongClass}, steal ${fmt(result.stealPercent, 2)}%`,
         );
       }
     }
@@ -479,10 +564,14 @@ async function main(): Promise<number> {
     const stored = await checkStored(rest);
     const rssAfterMB = rssMB(webhook.pid);
     const peakMB = peakRssMB(webhook.pid);
+    const bareConnections = establishedTo(barePort);
 
     // What the webhook spends while no review comes (reload polling, timers, GC): its CPU per second
-    // in the rounds that do not call it. Subtracted, it leaves what the reviews themselves cost.
-    const idleCpuMsPerSecond = median(results.filter((r) => r.kind === 'off').map((r) => (r.cpuMsPerPod.webhook * (r.pods - r.failed)) / r.seconds));
+    // in the rounds that do not call it. Subtracted, it leaves what the reviews themselves cost. The
+    // same for the bare server (which has no timers: about 0).
+    const offRounds = results.filter((r) => r.kind === 'off');
+    const idleCpuMsPerSecond = median(offRounds.map((r) => (r.cpuMsPerPod.webhook * (r.pods - r.failed)) / r.seconds));
+    const bareIdleCpuMsPerSecond = median(offRounds.map((r) => (r.cpuMsPerPod.bare * (r.pods - r.failed)) / r.seconds));
     const summary = Object.fromEntries(
       KINDS.map((kind) => {
         const of = results.filter((r) => r.kind === kind);
@@ -499,12 +588,15 @@ async function main(): Promise<number> {
             webhookCpuMsPerPod: m((r) => r.cpuMsPerPod.webhook),
             webhookReviewCpuMsPerPod: m((r) => r.cpuMsPerPod.webhook - (idleCpuMsPerSecond * r.seconds) / (r.pods - r.failed)),
             webhookCallsPerPod: m((r) => r.webhookCallsPerPod),
+            bareCpuMsPerPod: m((r) => r.cpuMsPerPod.bare),
+            bareReviewCpuMsPerPod: m((r) => r.cpuMsPerPod.bare - (bareIdleCpuMsPerSecond * r.seconds) / (r.pods - r.failed)),
+            bareCallsPerPod: m((r) => r.bareCallsPerPod),
             failed: of.reduce((n, r) => n + r.failed, 0),
             wrongClassOnCreate: of.reduce((n, r) => n + r.wrongClass, 0),
           },
         ];
       }),
-    ) as Record<Kind, { podsPerSecond: number; podsPerSecondRange: number[]; latencyP50Ms: number; latencyP99Ms: number; apiserverCpuMsPerPod: number; etcdCpuMsPerPod: number; webhookCpuMsPerPod: number; webhookReviewCpuMsPerPod: number; webhookCallsPerPod: number; failed: number; wrongClassOnCreate: number }>;
+    ) as Record<Kind, KindSummary>;
 
     const rows: Array<[string, (kind: Kind) => string]> = [
       ['pod creates per second (median; range)', (k) => `${fmt(summary[k].podsPerSecond, 0)} (${fmt(summary[k].podsPerSecondRange[0] ?? Number.NaN, 0)}-${fmt(summary[k].podsPerSecondRange[1] ?? Number.NaN, 0)})`],
@@ -512,36 +604,45 @@ async function main(): Promise<number> {
       ['create latency p50 / p99, ms', (k) => `${fmt(summary[k].latencyP50Ms)} / ${fmt(summary[k].latencyP99Ms)}`],
       ['apiserver CPU per pod, ms', (k) => fmt(summary[k].apiserverCpuMsPerPod, 2)],
       ['etcd CPU per pod, ms', (k) => fmt(summary[k].etcdCpuMsPerPod, 2)],
-      ['webhook CPU per pod, ms', (k) => (k === 'off' ? '-' : fmt(summary[k].webhookCpuMsPerPod, 3))],
-      ['  less its idle CPU, ms', (k) => (k === 'off' ? '-' : fmt(summary[k].webhookReviewCpuMsPerPod, 3))],
-      ['webhook calls per pod', (k) => fmt(summary[k].webhookCallsPerPod, 2)],
+      // The floor's column: the bare server's figures, where the others have the webhook's.
+      ['webhook (floor: bare) CPU per pod, ms', (k) => (k === 'off' ? '-' : fmt(k === 'floor' ? summary[k].bareCpuMsPerPod : summary[k].webhookCpuMsPerPod, 3))],
+      ['  less its idle CPU, ms', (k) => (k === 'off' ? '-' : fmt(k === 'floor' ? summary[k].bareReviewCpuMsPerPod : summary[k].webhookReviewCpuMsPerPod, 3))],
+      ['webhook (floor: bare) calls per pod', (k) => fmt(k === 'floor' ? summary[k].bareCallsPerPod : summary[k].webhookCallsPerPod, 2)],
       ['failed creates', (k) => String(summary[k].failed)],
       ['stored pods / without their class', (k) => `${stored[k].stored} / ${k === 'off' ? '-' : stored[k].wrongClass + summary[k].wrongClassOnCreate}`],
     ];
-    console.log(`\nPod creation through kube-apiserver ${String(version)}: ${tenants} tenant namespaces (+${2 * extraNamespaces}), ${rounds} rounds of ${podsPerRound} pods per kind, ${concurrency} in flight; medians of rounds`);
-    console.log(['figure'.padEnd(42), 'not registered'.padStart(16), 'sandboxed'.padStart(16), 'overhead class'.padStart(16)].join(''));
+    console.log(`\nPod creation through kube-apiserver ${String(version)}: ${tenants} tenant namespaces (+${3 * extraNamespaces}), ${rounds} rounds of ${podsPerRound} pods per kind, ${concurrency} in flight; medians of rounds`);
+    console.log(['figure'.padEnd(42), ...KINDS.map((k) => KIND_HEADINGS[k].padStart(16))].join(''));
     for (const [name, cell] of rows) console.log([name.padEnd(42), ...KINDS.map((k) => cell(k).padStart(16))].join(''));
     console.log(`webhook: ready in ${fmt(readyMs, 0)} ms, RSS ${fmt(rssAtReadyMB)} MB at ready, ${fmt(rssAfterMB)} MB after the rounds, peak ${fmt(peakMB)} MB`);
-    console.log(`connections from the apiserver to the webhook open after the rounds: ${connections} (kept alive and reused); ALPN with h2 offered: ${alpn}`);
-    console.log(`webhook idle CPU (rounds that do not call it): ${fmt(idleCpuMsPerSecond, 2)} ms per second`);
+    console.log(`connections from the apiserver to the webhook open after the rounds: ${connections} (kept alive and reused), to the bare server: ${bareConnections}; ALPN with h2 offered: ${alpn}`);
+    console.log(`idle CPU (rounds that do not call them): webhook ${fmt(idleCpuMsPerSecond, 2)}, bare server ${fmt(bareIdleCpuMsPerSecond, 2)} ms per second`);
     console.log(`namespaces: ${all.length} created in ${fmt(namespaceSeconds)} s at ${namespaceConcurrency} in flight`);
 
+    const withClass = KINDS.filter((k) => EXPECTED_CLASS[k] !== undefined);
+    const withoutTheirClass = withClass.reduce((n, k) => n + stored[k].wrongClass + summary[k].wrongClassOnCreate, 0);
     const checks = [
       { name: 'webhook CPU per sandboxed pod', target: `<= ${TARGETS.maxWebhookCpuMsPerPod} ms`, value: `${fmt(summary.sandboxed.webhookCpuMsPerPod, 3)} ms`, met: summary.sandboxed.webhookCpuMsPerPod <= TARGETS.maxWebhookCpuMsPerPod },
       { name: 'pod creates per second, sandboxed vs not registered', target: `>= ${TARGETS.minThroughputRatio}`, value: fmt(summary.sandboxed.podsPerSecond / summary.off.podsPerSecond, 2), met: summary.sandboxed.podsPerSecond / summary.off.podsPerSecond >= TARGETS.minThroughputRatio },
       { name: 'webhook RSS after the rounds', target: `< ${TARGETS.maxRssMB} MB`, value: `${fmt(rssAfterMB)} MB (peak ${fmt(peakMB)} MB)`, met: rssAfterMB < TARGETS.maxRssMB },
       { name: 'webhook ready', target: `< ${TARGETS.maxReadyMs} ms`, value: `${fmt(readyMs, 0)} ms`, met: readyMs < TARGETS.maxReadyMs },
       {
-        name: 'no failed create; every sandboxed pod stored with its class',
+        name: 'no failed create; every sandboxed (and floor) pod stored with its class',
         target: '0',
-        value: `${KINDS.reduce((n, k) => n + summary[k].failed, 0)} failed, ${stored.sandboxed.wrongClass + stored.overhead.wrongClass + summary.sandboxed.wrongClassOnCreate + summary.overhead.wrongClassOnCreate} without their class`,
-        met: KINDS.every((k) => summary[k].failed === 0) && stored.sandboxed.wrongClass + stored.overhead.wrongClass + summary.sandboxed.wrongClassOnCreate + summary.overhead.wrongClassOnCreate === 0,
+        value: `${KINDS.reduce((n, k) => n + summary[k].failed, 0)} failed, ${withoutTheirClass} without their class`,
+        met: KINDS.every((k) => summary[k].failed === 0) && withoutTheirClass === 0,
       },
     ];
     console.log('\nTargets');
     for (const c of checks) console.log(`  ${c.met ? 'MET    ' : 'NOT MET'}  ${c.name}: ${c.value} (target ${c.target})`);
     const gap = summary.sandboxed.apiserverCpuMsPerPod - summary.off.apiserverCpuMsPerPod;
     console.log(`apiserver CPU per pod with the webhook minus without: ${fmt(gap, 2)} ms (its own webhook call: no webhook can remove it); webhook ${fmt(summary.sandboxed.webhookCpuMsPerPod, 3)} ms`);
+    const floor = summary.floor;
+    console.log(
+      `webhook CPU per sandboxed pod vs the floor's (bare node:https, same patch, per floor pod): ${fmt(summary.sandboxed.webhookCpuMsPerPod, 3)} vs ${fmt(floor.bareCpuMsPerPod, 3)} ms ` +
+        `(ratio ${fmt(summary.sandboxed.webhookCpuMsPerPod / floor.bareCpuMsPerPod, 2)}); less idle CPU ${fmt(summary.sandboxed.webhookReviewCpuMsPerPod, 3)} vs ${fmt(floor.bareReviewCpuMsPerPod, 3)} ms ` +
+        `(ratio ${fmt(summary.sandboxed.webhookReviewCpuMsPerPod / floor.bareReviewCpuMsPerPod, 2)}); apiserver ${fmt(summary.sandboxed.apiserverCpuMsPerPod, 2)} vs ${fmt(floor.apiserverCpuMsPerPod, 2)} ms`,
+    );
 
     if (profileFile) {
       // The profile is written when the process exits.
@@ -556,6 +657,7 @@ async function main(): Promise<number> {
       options: { tenants, extraNamespaces, podsPerRound, rounds, concurrency, namespaceConcurrency, webhook: mainJs, nodeFlags, logLevel: flavour.logLevel },
       namespaces: { count: all.length, seconds: namespaceSeconds, apiserverCpuMsEach: namespaceApiserverCpuMs / all.length },
       webhook: { readyMs, rssAtReadyMB, rssAfterMB, peakRssMB: peakMB, idleCpuMsPerSecond, connectionsOpenAfterRounds: connections, alpn },
+      bare: { idleCpuMsPerSecond: bareIdleCpuMsPerSecond, connectionsOpenAfterRounds: bareConnections, rssAfterMB: rssMB(barePid), peakRssMB: peakRssMB(barePid) },
       rounds: results,
       summary,
       stored,
@@ -570,8 +672,10 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     rest.close();
+    if (bare) await stopServer(bare);
     await webhook?.stop('SIGTERM');
     await cp.stop();
+    rmSync(bareDir, { recursive: true, force: true });
   }
 }
 
