@@ -542,8 +542,10 @@ describe('the real webhook process, called through webhook.url with failurePolic
     expect(stored.metadata?.annotations?.['sandbox-webhook.io/rule']).toBe('default');
     // Called twice: it patches, the RuntimeClass plugin then changes the pod on the reinvocation pass,
     // and with reinvocationPolicy IfNeeded the webhook sees its own result again and leaves it.
-    const calls = admissionLogs().filter((e) => e.namespace === tenant && (e.pod === 'tenant-app' || e.pod === `${tenant}/tenant-app`));
-    expect(calls.map((e) => [e.decision, e.outcome])).toEqual([
+    const calls = (): AdmissionLog[] => admissionLogs().filter((e) => e.namespace === tenant && (e.pod === 'tenant-app' || e.pod === `${tenant}/tenant-app`));
+    // The server writes its log lines in batches, flushed at least every 250 ms: wait for both.
+    await until('both calls logged', async () => calls().length >= 2, 5_000).catch(() => undefined);
+    expect(calls().map((e) => [e.decision, e.outcome])).toEqual([
       ['sandbox', 'patched'],
       ['sandbox', 'unchanged'],
     ]);
@@ -571,6 +573,7 @@ describe('the real webhook process, called through webhook.url with failurePolic
 
   it("denies a tenant pod asking for hostNetwork with the webhook's message, verbatim", async () => {
     const denied = await rejection(dryRun(tenant, pod({ hostNetwork: true }, 'host-network')));
+    await until('the decision is logged', async () => admissionLog(tenant, 'host-network') !== undefined, 5_000).catch(() => undefined);
     const decided = admissionLog(tenant, 'host-network');
     expect(decided?.outcome).toBe('denied');
     expect(decided?.reason).toContain('hostNetwork');

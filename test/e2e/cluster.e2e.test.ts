@@ -219,6 +219,8 @@ current-context: webhook
     const started = Date.now();
     webhook = await startWebhook({ policyYaml: POLICY, kubeconfig: kubeconfigPath });
     figures['webhook process start to /readyz 200 (ms)'] = Date.now() - started;
+    // The server writes its log lines in batches, flushed at least every 250 ms.
+    for (let i = 0; i < 30 && webhook.logs().split('"informer: synced"').length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 100));
     for (const line of webhook.logs().split('\n')) {
       if (!line.includes('"informer: synced"')) continue;
       const entry = JSON.parse(line) as { resource: string; durationMs: number; sinceStartMs: number };

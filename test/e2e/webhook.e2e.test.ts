@@ -127,7 +127,7 @@ describe('sandbox-webhook in a real cluster', () => {
           .slice(before)
           .map((line) => JSON.parse(line) as { pod?: string; outcome: string })
           .filter((entry) => entry.pod === 'reinvoked');
-      // The server writes its log asynchronously: give the second line a moment to reach the pipe.
+      // The server writes its log lines in batches (flushed at least every 250 ms): give the second line a moment.
       for (let i = 0; i < 50 && decided().length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 100));
       expect(decided().map((entry) => entry.outcome)).toEqual(['patched', 'unchanged']);
     });
@@ -141,6 +141,8 @@ describe('sandbox-webhook in a real cluster', () => {
     it('never sees a kube-system pod (excluded by the namespaceSelector)', async () => {
       const created = await core.createNamespacedPod({ namespace: 'kube-system', body: pod({}, `system-${Date.now()}`) });
       expect(created.spec?.runtimeClassName).toBeUndefined();
+      // The server writes its log lines in batches, flushed at least every 250 ms: a line it wrote would be there by now.
+      await new Promise((resolve) => setTimeout(resolve, 500));
       expect(webhook.logs()).not.toContain(`"namespace":"kube-system"`);
       await core.deleteNamespacedPod({ namespace: 'kube-system', name: created.metadata?.name as string });
     });
