@@ -30,9 +30,11 @@
 // Options: --namespaces N (tenant namespaces, default 20000), --pods N (per round, default 300),
 //          --rounds N (per kind, default 3), --concurrency N (creates in flight, default 16),
 //          --namespace-concurrency N (default 32),
-//          --node-flags="..." (default: the Dockerfile CMD's), --profile (webhook under --cpu-prof)
+//          --node-flags="..." (default: the Dockerfile CMD's), --profile (webhook under --cpu-prof),
+//          --floor-http2 (the bare server with --http2: node:http2 with allowHTTP1, offering h2 and
+//          http/1.1; the bench reports what the apiserver's connections to it negotiated, from its log)
 
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import os from 'node:os';
@@ -195,7 +197,13 @@ function pidOf(needle: string): number {
   throw new Error(`no process with ${needle} on its command line`);
 }
 
-/** The protocol the webhook picks when offered h2 and http/1.1 (ALPN), as the apiserver's Go client offers them. */
+/**
+ * The protocol a server picks when the bench's own probe offers h2 and http/1.1 (ALPN). What the
+ * apiserver offers depends on the webhook's address (k8s.io/apiserver pkg/util/webhook/client.go):
+ * h2 and http/1.1 for a URL on a loopback host, as here; http/1.1 alone for a Service reference or
+ * any other URL. For the bare server, what the apiserver's connections negotiated is read from its
+ * log (connectionsIn).
+ */
 function alpnOf(port: number, ca: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ALPNProtocols: ['h2', 'http/1.1'] }, () => {
@@ -217,6 +225,25 @@ function establishedTo(port: number): number {
       return local?.endsWith(hex) === true && state === '01';
     }).length;
 }
+
+/**
+ * The connections the bare server (started with --log-connections) accepted since `offset` bytes of its
+ * log, by the protocol ALPN settled on (`none`: the client offered no ALPN). stdout to a file is written
+ * synchronously, so the log is complete up to the last connection accepted.
+ */
+function connectionsIn(logFile: string, offset: number): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const line of readFileSync(logFile).subarray(offset).toString('utf8').split('\n')) {
+    const match = /^connection (\S+)$/.exec(line);
+    if (match?.[1] !== undefined) counts[match[1]] = (counts[match[1]] ?? 0) + 1;
+  }
+  return counts;
+}
+
+const byProtocol = (counts: Record<string, number>): string =>
+  Object.entries(counts)
+    .map(([protocol, n]) => `${protocol} ${n}`)
+    .join(', ') || 'none';
 
 interface Calls {
   readonly webhook: number;
@@ -397,6 +424,7 @@ async function main(): Promise<number> {
       'namespace-concurrency': { type: 'string', default: '32' },
       'node-flags': { type: 'string' },
       profile: { type: 'boolean', default: false },
+      'floor-http2': { type: 'boolean', default: false },
     },
   });
   const tenants = Number(values.namespaces);
@@ -404,6 +432,7 @@ async function main(): Promise<number> {
   const rounds = Number(values.rounds);
   const concurrency = Number(values.concurrency);
   const namespaceConcurrency = Number(values['namespace-concurrency']);
+  const floorHttp2 = values['floor-http2'] === true;
   const bad = (n: number, min: number, max: number): boolean => !(Number.isInteger(n) && n >= min && n <= max);
   if (bad(tenants, 1, 100_000) || bad(podsPerRound, 10, 5_000) || bad(rounds, 1, 20) || bad(concurrency, 1, 256) || bad(namespaceConcurrency, 1, 256)) {
     console.error('bench:cluster: --namespaces 1..100000, --pods 10..5000, --rounds 1..20, --concurrency and --namespace-concurrency 1..256');
@@ -478,10 +507,13 @@ async function main(): Promise<number> {
     log(`webhook ready in ${fmt(readyMs, 0)} ms (spawn to /readyz 200, both informers listed), RSS ${fmt(rssAtReadyMB)} MB (pid ${webhook.pid}, NODE_OPTIONS ${nodeOptions})`);
 
     // The floor: bare node:https with the webhook's Node flags and certificates, patching as the webhook
-    // patches a tenant pod (the same class, the same rule annotation).
+    // patches a tenant pod (the same class, the same rule annotation). With --floor-http2, node:http2
+    // (allowHTTP1) instead. It logs each connection it accepts and the protocol ALPN settled on.
     const barePort = await freePort();
+    const bareName = floorHttp2 ? 'bare node:http2 (allowHTTP1)' : 'bare node:https';
+    const bareLog = join(bareDir, 'bare.log');
     bare = startServer(
-      'bare node:https',
+      bareName,
       barePort,
       [
         ...nodeFlags,
@@ -492,13 +524,17 @@ async function main(): Promise<number> {
         '--tls-key', join(webhook.certDir, 'tls.key'),
         '--patch-runtime-class', 'gvisor',
         '--patch-rule', 'tenants',
+        '--log-connections',
+        ...(floorHttp2 ? ['--http2'] : []),
       ],
-      join(bareDir, 'bare.log'),
+      bareLog,
     );
     await waitReady(bare, Buffer.from(webhook.caPem));
     const barePid = bare.child.pid;
-    if (barePid === undefined) throw new Error('bare node:https: no pid');
-    log(`bare node:https ready (pid ${barePid}, port ${barePort}, Node flags ${nodeFlags.join(' ')})`);
+    if (barePid === undefined) throw new Error(`${bareName}: no pid`);
+    // The connections logged from here on are the apiserver's (the bench's own readiness probes are before).
+    const bareLogOffset = statSync(bareLog).size;
+    log(`${bareName} ready (pid ${barePid}, port ${barePort}, Node flags ${nodeFlags.join(' ')})`);
 
     // Two entries with the same settings: ours for every namespace but the unregistered and the
     // floor's, the bare server's for the floor's alone.
@@ -560,7 +596,11 @@ async function main(): Promise<number> {
       }
     }
     const connections = establishedTo(webhook.port);
+    // Before the ALPN probes, which the bare server would log too.
+    const bareOpened = connectionsIn(bareLog, bareLogOffset);
+    const bareOpenedTotal = Object.values(bareOpened).reduce((n, count) => n + count, 0);
     const alpn = await alpnOf(webhook.port, webhook.caPem);
+    const bareAlpn = await alpnOf(barePort, webhook.caPem);
     const stored = await checkStored(rest);
     const rssAfterMB = rssMB(webhook.pid);
     const peakMB = peakRssMB(webhook.pid);
@@ -611,11 +651,17 @@ async function main(): Promise<number> {
       ['failed creates', (k) => String(summary[k].failed)],
       ['stored pods / without their class', (k) => `${stored[k].stored} / ${k === 'off' ? '-' : stored[k].wrongClass + summary[k].wrongClassOnCreate}`],
     ];
-    console.log(`\nPod creation through kube-apiserver ${String(version)}: ${tenants} tenant namespaces (+${3 * extraNamespaces}), ${rounds} rounds of ${podsPerRound} pods per kind, ${concurrency} in flight; medians of rounds`);
+    console.log(
+      `\nPod creation through kube-apiserver ${String(version)}: ${tenants} tenant namespaces (+${3 * extraNamespaces}), ${rounds} rounds of ${podsPerRound} pods per kind, ${concurrency} in flight; medians of rounds; floor server: ${bareName}`,
+    );
     console.log(['figure'.padEnd(42), ...KINDS.map((k) => KIND_HEADINGS[k].padStart(16))].join(''));
     for (const [name, cell] of rows) console.log([name.padEnd(42), ...KINDS.map((k) => cell(k).padStart(16))].join(''));
     console.log(`webhook: ready in ${fmt(readyMs, 0)} ms, RSS ${fmt(rssAtReadyMB)} MB at ready, ${fmt(rssAfterMB)} MB after the rounds, peak ${fmt(peakMB)} MB`);
-    console.log(`connections from the apiserver to the webhook open after the rounds: ${connections} (kept alive and reused), to the bare server: ${bareConnections}; ALPN with h2 offered: ${alpn}`);
+    console.log(`connections from the apiserver to the webhook open after the rounds: ${connections} (kept alive and reused); ALPN with h2 and http/1.1 offered by the bench's probe: ${alpn}`);
+    console.log(
+      `connections the apiserver opened to the ${bareName} server over the run: ${bareOpenedTotal} (by the protocol negotiated, from its log: ${byProtocol(bareOpened)}), ` +
+        `open after the rounds: ${bareConnections}; ALPN with h2 and http/1.1 offered by the bench's probe: ${bareAlpn}`,
+    );
     console.log(`idle CPU (rounds that do not call them): webhook ${fmt(idleCpuMsPerSecond, 2)}, bare server ${fmt(bareIdleCpuMsPerSecond, 2)} ms per second`);
     console.log(`namespaces: ${all.length} created in ${fmt(namespaceSeconds)} s at ${namespaceConcurrency} in flight`);
 
@@ -639,7 +685,7 @@ async function main(): Promise<number> {
     console.log(`apiserver CPU per pod with the webhook minus without: ${fmt(gap, 2)} ms (its own webhook call: no webhook can remove it); webhook ${fmt(summary.sandboxed.webhookCpuMsPerPod, 3)} ms`);
     const floor = summary.floor;
     console.log(
-      `webhook CPU per sandboxed pod vs the floor's (bare node:https, same patch, per floor pod): ${fmt(summary.sandboxed.webhookCpuMsPerPod, 3)} vs ${fmt(floor.bareCpuMsPerPod, 3)} ms ` +
+      `webhook CPU per sandboxed pod vs the floor's (${bareName}, same patch, per floor pod): ${fmt(summary.sandboxed.webhookCpuMsPerPod, 3)} vs ${fmt(floor.bareCpuMsPerPod, 3)} ms ` +
         `(ratio ${fmt(summary.sandboxed.webhookCpuMsPerPod / floor.bareCpuMsPerPod, 2)}); less idle CPU ${fmt(summary.sandboxed.webhookReviewCpuMsPerPod, 3)} vs ${fmt(floor.bareReviewCpuMsPerPod, 3)} ms ` +
         `(ratio ${fmt(summary.sandboxed.webhookReviewCpuMsPerPod / floor.bareReviewCpuMsPerPod, 2)}); apiserver ${fmt(summary.sandboxed.apiserverCpuMsPerPod, 2)} vs ${fmt(floor.apiserverCpuMsPerPod, 2)} ms`,
     );
@@ -654,10 +700,19 @@ async function main(): Promise<number> {
       startedAt: startedAt.toISOString(),
       durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
       machine: { nproc: os.availableParallelism(), node: process.version, kubernetes: version, loadAverage1m: os.loadavg()[0] },
-      options: { tenants, extraNamespaces, podsPerRound, rounds, concurrency, namespaceConcurrency, webhook: mainJs, nodeFlags, logLevel: flavour.logLevel },
+      options: { tenants, extraNamespaces, podsPerRound, rounds, concurrency, namespaceConcurrency, webhook: mainJs, nodeFlags, logLevel: flavour.logLevel, floorHttp2 },
       namespaces: { count: all.length, seconds: namespaceSeconds, apiserverCpuMsEach: namespaceApiserverCpuMs / all.length },
       webhook: { readyMs, rssAtReadyMB, rssAfterMB, peakRssMB: peakMB, idleCpuMsPerSecond, connectionsOpenAfterRounds: connections, alpn },
-      bare: { idleCpuMsPerSecond: bareIdleCpuMsPerSecond, connectionsOpenAfterRounds: bareConnections, rssAfterMB: rssMB(barePid), peakRssMB: peakRssMB(barePid) },
+      bare: {
+        server: bareName,
+        idleCpuMsPerSecond: bareIdleCpuMsPerSecond,
+        connectionsOpenedByApiserver: bareOpenedTotal,
+        connectionsOpenedByProtocol: bareOpened,
+        connectionsOpenAfterRounds: bareConnections,
+        alpnProbe: bareAlpn,
+        rssAfterMB: rssMB(barePid),
+        peakRssMB: peakRssMB(barePid),
+      },
       rounds: results,
       summary,
       stored,
