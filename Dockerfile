@@ -46,6 +46,6 @@ COPY --chown=0:0 policies/default.yaml ./policies/default.yaml
 USER 65532:65532
 EXPOSE 8443
 # The distroless entrypoint is node itself. A review's garbage is short-lived: a young generation
-# of 4 MiB semi-spaces (V8's default grows to 16 MiB) keeps the peak RSS under 100 MB at
-# saturation, with no measurable cost per review (`npm run bench`, which runs these same flags).
+# of 4 MiB semi-spaces (V8's default grows to 16 MiB) lowers the peak RSS at saturation from 137 to
+# 122 MB on Node 24, for about 7% of throughput (`npm run bench` and the ops tests run these flags).
 CMD ["--max-semi-space-size=4", "dist/main.js"]

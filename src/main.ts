@@ -74,11 +74,7 @@ function flushLogs(): void {
 }
 
 async function run(options: Options, logger: Logger): Promise<number> {
-  const registering = registrationOptions(process.env);
-  if (!registering.ok) {
-    process.stderr.write(`sandbox-webhook: invalid options:\n${registering.errors.map((e) => `  ${e}`).join('\n')}\n`);
-    return 2;
-  }
+  const registering = registrationOptions(options);
   const metrics = new Metrics({ processMetrics: true, version: version() });
 
   // The bytes the reload watch compares against, read before the policy is loaded: a change in
@@ -224,10 +220,10 @@ async function run(options: Options, logger: Logger): Promise<number> {
   }
   // Self-registration (chart default): the webhook configuration appears once this replica is ready.
   let registration: Registration | undefined;
-  if (registering.options) {
+  if (registering) {
     const loadedConfig = await loadKubeConfig({ kubeconfig: options.kubeconfig, offline: options.offline });
     if (!loadedConfig) logger.error('self-registration needs cluster access; running offline, not registering');
-    else registration = startRegistration(new HttpKubeApi(loadedConfig.kubeConfig), registering.options, () => readiness().ready, logger);
+    else registration = startRegistration(new HttpKubeApi(loadedConfig.kubeConfig), registering, () => readiness().ready, logger);
   }
   logger.info(
     {

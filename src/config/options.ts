@@ -40,6 +40,14 @@ export interface Options {
   readonly reloadIntervalMs: number;
   /** the running-pod audit (docs/audit.md): seconds between scans by the Lease holder; 0 = off */
   readonly auditIntervalSeconds: number;
+  /** self-registration (docs/operations.md): the MutatingWebhookConfiguration to apply; undefined = do not register */
+  readonly webhookConfigurationFile: string | undefined;
+  /** PEM of the serving certificate's CA, put in the registered configuration's caBundle */
+  readonly caBundleFile: string | undefined;
+  readonly registrationIntervalMs: number;
+  readonly registrationResyncSeconds: number;
+  /** the replica's namespace: when it is being deleted, the registered configuration is deleted too */
+  readonly podNamespace: string | undefined;
 }
 
 type Kind =
@@ -165,6 +173,53 @@ export const OPTIONS: readonly OptionDeclaration[] = [
     // Off unless asked for: the audit needs list on pods, which the chart grants only then.
     help: 'audit running pods this often, in the replica holding the audit Lease (docs/audit.md); 0 turns it off',
   },
+  // Self-registration (src/cluster/registration.ts): the chart sets these as environment variables.
+  {
+    key: 'webhookConfigurationFile',
+    flag: 'webhook-configuration-file',
+    env: 'WEBHOOK_CONFIGURATION_FILE',
+    kind: { type: 'path' },
+    default: undefined,
+    defaultText: 'none: do not register',
+    placeholder: 'FILE',
+    help: 'the MutatingWebhookConfiguration this replica applies once it is ready, and keeps applied (docs/operations.md)',
+  },
+  {
+    key: 'caBundleFile',
+    flag: 'ca-bundle-file',
+    env: 'CA_BUNDLE_FILE',
+    kind: { type: 'path' },
+    default: undefined,
+    placeholder: 'FILE',
+    help: "PEM of the serving certificate's CA, for the registered configuration's caBundle; required with --webhook-configuration-file",
+  },
+  {
+    key: 'registrationIntervalMs',
+    flag: 'registration-interval-ms',
+    env: 'REGISTRATION_INTERVAL_MS',
+    kind: { type: 'integer', min: 100, max: 600000 },
+    default: '2000',
+    placeholder: 'N',
+    help: 'how often a registering replica checks its readiness and the configuration',
+  },
+  {
+    key: 'registrationResyncSeconds',
+    flag: 'registration-resync-seconds',
+    env: 'REGISTRATION_RESYNC_SECONDS',
+    kind: { type: 'integer', min: 1, max: 86400 },
+    default: '60',
+    placeholder: 'N',
+    help: 'a registering replica applies the configuration again at least this often',
+  },
+  {
+    key: 'podNamespace',
+    flag: 'pod-namespace',
+    env: 'POD_NAMESPACE',
+    kind: { type: 'string' },
+    default: undefined,
+    placeholder: 'NAME',
+    help: "the replica's namespace: while it is being deleted, a registering replica deletes the configuration",
+  },
 ];
 
 export type OptionsResult =
@@ -275,6 +330,9 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   const parsed = options as unknown as Options;
   if (parsed.readTimeoutMs < parsed.headersTimeoutMs) {
     errors.push(`--read-timeout-ms: must be at least --headers-timeout-ms (${parsed.headersTimeoutMs}), got ${parsed.readTimeoutMs}`);
+  }
+  if (parsed.webhookConfigurationFile !== undefined && parsed.caBundleFile === undefined) {
+    errors.push('--ca-bundle-file (CA_BUNDLE_FILE): required with --webhook-configuration-file (WEBHOOK_CONFIGURATION_FILE)');
   }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, options: Object.freeze(parsed) };
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hasReadyEndpoint, parseConfiguration, startRegistration, type RegistrationApi } from '../../src/cluster/registration.js';
+import { parseOptions } from '../../src/config/options.js';
 import { registrationOptions } from '../../src/config/registration-options.js';
 
 const CA_PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
@@ -180,12 +181,28 @@ describe('hasReadyEndpoint', () => {
 });
 
 describe('registration options', () => {
-  it('are off without WEBHOOK_CONFIGURATION_FILE', () => expect(registrationOptions({})).toEqual({ ok: true, options: undefined }));
+  const fromEnv = (env: NodeJS.ProcessEnv) => {
+    const parsed = parseOptions([], env);
+    return parsed.ok === true ? { ok: true, registration: registrationOptions(parsed.options) } : parsed;
+  };
+  it('are off without WEBHOOK_CONFIGURATION_FILE', () => expect(fromEnv({})).toEqual({ ok: true, registration: undefined }));
   it('need CA_BUNDLE_FILE with it', () => {
-    expect(registrationOptions({ WEBHOOK_CONFIGURATION_FILE: '/x' })).toEqual({ ok: false, errors: ['CA_BUNDLE_FILE: required when WEBHOOK_CONFIGURATION_FILE is set'] });
+    expect(fromEnv({ WEBHOOK_CONFIGURATION_FILE: '/x' })).toEqual({
+      ok: false,
+      errors: ['--ca-bundle-file (CA_BUNDLE_FILE): required with --webhook-configuration-file (WEBHOOK_CONFIGURATION_FILE)'],
+    });
   });
   it('reject an interval that is no integer', () => {
-    const result = registrationOptions({ WEBHOOK_CONFIGURATION_FILE: '/x', CA_BUNDLE_FILE: '/ca', REGISTRATION_INTERVAL_MS: 'soon' });
+    const result = fromEnv({ WEBHOOK_CONFIGURATION_FILE: '/x', CA_BUNDLE_FILE: '/ca', REGISTRATION_INTERVAL_MS: 'soon' });
     expect(result).toEqual({ ok: false, errors: ['REGISTRATION_INTERVAL_MS: must be an integer from 100 to 600000, got "soon"'] });
+  });
+  it('come from the environment the chart sets, or from flags', () => {
+    const env = { WEBHOOK_CONFIGURATION_FILE: '/etc/sw/webhook.yaml', CA_BUNDLE_FILE: '/etc/sw/ca.crt', REGISTRATION_RESYNC_SECONDS: '30', POD_NAMESPACE: 'sw' };
+    expect(fromEnv(env)).toEqual({
+      ok: true,
+      registration: { configurationFile: '/etc/sw/webhook.yaml', caBundleFile: '/etc/sw/ca.crt', intervalMs: 2000, resyncMs: 30_000, requestTimeoutMs: 5000, namespace: 'sw' },
+    });
+    const parsed = parseOptions(['--webhook-configuration-file', '/w.yaml', '--ca-bundle-file', '/ca.crt', '--registration-interval-ms', '500'], {});
+    expect(parsed.ok === true && registrationOptions(parsed.options)).toMatchObject({ configurationFile: '/w.yaml', caBundleFile: '/ca.crt', intervalMs: 500 });
   });
 });
