@@ -371,7 +371,10 @@ export function compilePolicy(document: unknown): CompileResult {
         problems.error(`${path}.runtimeClassName`, `only a sandbox rule injects a RuntimeClass (this rule's action is ${action})`);
       }
     }
+    const errorsBefore = problems.errors.length;
     const match = ruleMatch(raw.match, `${path}.match`, problems);
+    // A match with errors lost the fields in error: it is not known to match every pod.
+    const matchValid = problems.errors.length === errorsBefore;
     if (catchAll !== undefined) problems.warn(path, `unreachable: rule "${catchAll}" before it matches every pod`);
     if (match && action === 'allow' && match.podSelector) {
       problems.warn(
@@ -391,7 +394,7 @@ export function compilePolicy(document: unknown): CompileResult {
         });
       }
     }
-    if (match && matchesEverything(match) && catchAll === undefined) catchAll = name ?? `#${index}`;
+    if (match && matchValid && matchesEverything(match) && catchAll === undefined) catchAll = name ?? `#${index}`;
     if (name !== undefined && action !== undefined && ruleClass !== undefined && match) {
       rules.push({ index, name, action, runtimeClassName: ruleClass, match });
     }

@@ -127,6 +127,14 @@ describe('policy loading', () => {
     expect(result.warnings).toContain('spec.rules[1]: unreachable: rule "all" before it matches every pod');
   });
 
+  it('does not take a rule whose match has errors for one that matches every pod', () => {
+    const result = parsePolicyText(
+      `${HEADER}spec:\n  rules:\n    - {name: broken, action: allow, match: {namespaces: ["team-["]}}\n    - {name: late, action: allow, match: {namespaces: [x]}}\n`,
+    );
+    expect(result.errors).toContain('spec.rules[0].match.namespaces[0]: invalid glob "team-["');
+    expect(result.warnings.join('\n')).not.toContain('unreachable');
+  });
+
   it('returns a frozen policy', () => {
     const result = parsePolicyText(`${HEADER}spec: {rules: [{name: a, action: allow}]}\n`);
     expect(result.ok && Object.isFrozen(result.policy) && Object.isFrozen(result.policy.rules[0])).toBe(true);
