@@ -247,10 +247,12 @@ function environmentText(option: OptionDeclaration): string {
 
 /** `--help`. */
 export function usage(): string {
-  const line = (left: string, help: string): string => `  ${left.padEnd(28)} ${help}`;
+  const left = (option: OptionDeclaration): string => `--${option.flag}${option.placeholder ? ` ${option.placeholder}` : ''}`;
+  const width = Math.max(...OPTIONS.map((option) => left(option).length));
+  const line = (text: string, help: string): string => `  ${text.padEnd(width)} ${help}`;
   const lines = OPTIONS.map((option) => {
     const shown = shownDefault(option);
-    return line(`--${option.flag}${option.placeholder ? ` ${option.placeholder}` : ''}`, `${option.help} (${environmentText(option)})${shown === undefined ? '' : ` [${shown}]`}`);
+    return line(left(option), `${option.help} (${environmentText(option)})${shown === undefined ? '' : ` [${shown}]`}`);
   });
   return `Usage: sandbox-webhook [options]
 
