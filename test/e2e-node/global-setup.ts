@@ -14,6 +14,7 @@ import { makeTempDir, removeTempDir, startProcess, type ManagedProcess } from '.
 import { ensureNodeBinaries } from './harness/binaries.js';
 import { startNode, type TestNode } from './harness/node.js';
 import { makeKubeletClientPki } from './harness/pki.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -89,7 +90,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     while (!(await getUrl(`https://127.0.0.1:${kcmPort}/healthz`, { rejectUnauthorized: false }).then((r) => r.status === 200, () => false))) {
       if (!controllerManager.running()) throw new Error(`kube-controller-manager exited; see ${controllerManager.logFile}`);
       if (Date.now() - kcmStart > 120_000) throw new Error('kube-controller-manager /healthz: not within 120 s');
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sleep(200);
     }
 
     node = await startNode({

@@ -31,9 +31,9 @@ import {
   type RunningWebhook,
 } from '../e2e/harness/index.js';
 import { freePort } from '../e2e/harness/controlplane.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const CHART = join(REPO_ROOT, 'charts/sandbox-webhook');
 const SUFFIX = randomBytes(3).toString('hex');

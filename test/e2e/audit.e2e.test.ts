@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { REPO_ROOT } from './harness/binaries.js';
 import { getUrl } from './harness/controlplane.js';
 import { createGvisorRuntimeClass, createNamespace, kubeRequest, loadKubeConfig, makeTempDir, removeTempDir, startWebhook, type RunningWebhook } from './harness/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const kc = loadKubeConfig(inject('kubeconfig'));
 const core = kc.makeApiClient(CoreV1Api);
@@ -62,7 +63,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
     const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await sleep(250);
   }
 }
 

@@ -46,9 +46,9 @@ import {
   startWebhook,
   type RunningWebhook,
 } from './harness/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const CHART = join(REPO_ROOT, 'charts/sandbox-webhook');
 const SUFFIX = randomBytes(3).toString('hex');

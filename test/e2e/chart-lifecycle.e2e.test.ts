@@ -33,8 +33,8 @@ import {
   removeTempDir,
 } from './harness/index.js';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const SUFFIX = randomBytes(3).toString('hex');
 const RELEASE = `swl-${SUFFIX}`;
 const FULLNAME = `${RELEASE}-sandbox-webhook`;

@@ -19,9 +19,9 @@ import { CHART, Helm, type Manifest } from './harness/helm.js';
 import { runChartReplica, type ChartReplica } from './harness/chart-pods.js';
 import { findExecutable, promtool, startPrometheus, type RunningPrometheus, type ScrapeJob } from './harness/prometheus.js';
 import { createNamespace, deleteNamespace, freePort, generateWebhookCerts, loadKubeConfig, makeTempDir, removeTempDir, REPO_ROOT } from './harness/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const SUFFIX = randomBytes(3).toString('hex');
 const RELEASE = `swm-${SUFFIX}`;

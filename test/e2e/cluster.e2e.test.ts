@@ -33,9 +33,9 @@ import {
   type RunningWebhook,
   type WebhookRegistration,
 } from './harness/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const TENANT = 'sandbox-webhook.io/tenant';
 const TIER = 'sandbox-webhook.io/tier';
@@ -150,7 +150,7 @@ describe('cluster awareness against a real apiserver', () => {
     for (let i = 0; i < 50; i++) {
       const found = findAdmissionLog(namespace, name);
       if (found) return found;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
     return undefined;
   }
@@ -220,7 +220,7 @@ current-context: webhook
     webhook = await startWebhook({ policyYaml: POLICY, kubeconfig: kubeconfigPath });
     figures['webhook process start to /readyz 200 (ms)'] = Date.now() - started;
     // The server writes its log lines in batches, flushed at least every 250 ms.
-    for (let i = 0; i < 30 && webhook.logs().split('"informer: synced"').length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    for (let i = 0; i < 30 && webhook.logs().split('"informer: synced"').length < 3; i++) await sleep(100);
     for (const line of webhook.logs().split('\n')) {
       if (!line.includes('"informer: synced"')) continue;
       const entry = JSON.parse(line) as { resource: string; durationMs: number; sinceStartMs: number };

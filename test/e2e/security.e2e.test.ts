@@ -21,6 +21,7 @@ import {
   type RunningWebhook,
   type WebhookRegistration,
 } from './harness/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const kc = loadKubeConfig(inject('kubeconfig'));
 const core = kc.makeApiClient(CoreV1Api);
@@ -225,7 +226,7 @@ describe('the paths around the CREATE check, on a real apiserver', () => {
       // probing with a server-side dry run, which goes through admission and changes nothing (a real swap
       // that got through would leave the pod with the new image, and a swap back would then be refused).
       const probe = (): Promise<Run> => kubectl('set', 'image', '--dry-run=server', '-n', platform, 'pod/legacy', `app=${UNTRUSTED}`);
-      for (let i = 0; i < 150 && (await probe()).code === 0; i++) await new Promise((resolve) => setTimeout(resolve, 200));
+      for (let i = 0; i < 150 && (await probe()).code === 0; i++) await sleep(200);
       const result = await setImage(platform, 'legacy', UNTRUSTED);
       expect(result.code).not.toBe(0);
       expect(result.stderr).toContain(
@@ -259,7 +260,7 @@ describe('the paths around the CREATE check, on a real apiserver', () => {
         );
       let tenantAnswer = await dryRun(tenant);
       for (let i = 0; i < 100 && tenantAnswer === 'admitted'; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await sleep(200);
         tenantAnswer = await dryRun(tenant);
       }
       expect(tenantAnswer).toContain(`ValidatingAdmissionPolicy '${VAP_NAME}'`);

@@ -23,6 +23,7 @@ import {
   type RunningWebhook,
   type WebhookRegistration,
 } from './harness/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const kc = loadKubeConfig(inject('kubeconfig'));
 const core = kc.makeApiClient(CoreV1Api);
@@ -128,7 +129,7 @@ describe('sandbox-webhook in a real cluster', () => {
           .map((line) => JSON.parse(line) as { pod?: string; outcome: string })
           .filter((entry) => entry.pod === 'reinvoked');
       // The server writes its log lines in batches (flushed at least every 250 ms): give the second line a moment.
-      for (let i = 0; i < 50 && decided().length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      for (let i = 0; i < 50 && decided().length < 2; i++) await sleep(100);
       expect(decided().map((entry) => entry.outcome)).toEqual(['patched', 'unchanged']);
     });
 
@@ -142,7 +143,7 @@ describe('sandbox-webhook in a real cluster', () => {
       const created = await core.createNamespacedPod({ namespace: 'kube-system', body: pod({}, `system-${Date.now()}`) });
       expect(created.spec?.runtimeClassName).toBeUndefined();
       // The server writes its log lines in batches, flushed at least every 250 ms: a line it wrote would be there by now.
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await sleep(500);
       expect(webhook.logs()).not.toContain(`"namespace":"kube-system"`);
       await core.deleteNamespacedPod({ namespace: 'kube-system', name: created.metadata?.name as string });
     });
@@ -233,7 +234,7 @@ describe('sandbox-webhook in a real cluster', () => {
       while (!auditor.logs().includes('"msg":"admission"')) {
         if (Date.now() > deadline) throw new Error('the audit-mode webhook was never called');
         await core.createNamespacedPod({ namespace: plain, dryRun: 'All', body: pod() });
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       }
     });
 

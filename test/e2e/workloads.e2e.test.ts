@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { AdmissionregistrationV1Api, AppsV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createGvisorRuntimeClass, createNamespace, isApiError, loadKubeConfig, startWebhook, waitForWebhook, webhookConfiguration, type RunningWebhook } from './harness/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const kc = loadKubeConfig(inject('kubeconfig'));
 const admission = kc.makeApiClient(AdmissionregistrationV1Api);
@@ -103,7 +104,7 @@ describe('workloads in a real cluster', () => {
     const deadline = Date.now() + 20_000;
     let result = await kubectlApply(tenant, deployment('strict', true), ['--dry-run=server']);
     while (result.code === 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sleep(200);
       result = await kubectlApply(tenant, deployment('strict', true), ['--dry-run=server']);
     }
     result = await kubectlApply(tenant, deployment('strict', true));

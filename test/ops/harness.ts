@@ -17,6 +17,7 @@ import { freePort } from '../support/net.js';
 import { imageNodeFlags } from '../support/image-flags.js';
 export { percentile } from '../support/stats.js';
 import { podReview as supportPodReview } from '../support/review.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** The built webhook; OPS_WEBHOOK_MAIN runs another build (e.g. of an older commit) for comparison. */
@@ -25,7 +26,7 @@ export const WEBHOOK_MAIN = process.env.OPS_WEBHOOK_MAIN ?? join(REPO_ROOT, 'dis
 export { AtomicVolume } from './atomic-volume.js';
 
 const execFileAsync = promisify(execFile);
-export const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
+export { sleep };
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `sandbox-webhook-ops-${prefix}-`));

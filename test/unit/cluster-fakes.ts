@@ -3,6 +3,7 @@
 // into, ends, or breaks.
 import { pino, type Logger } from 'pino';
 import type { GetOptions, KubeApi, WatchEvent, WatchOptions, WatchStream } from '../../src/cluster/kube-api.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 type Item = { event: WatchEvent } | { end: true } | { error: Error };
 
@@ -141,6 +142,6 @@ export async function until(predicate: () => boolean, timeoutMs = 2_000): Promis
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await sleep(2);
   }
 }

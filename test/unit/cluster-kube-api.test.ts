@@ -6,6 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ApiError, DeadlineError, HttpKubeApi, type WatchEvent } from '../../src/cluster/kube-api.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 type Handler = (request: IncomingMessage, response: ServerResponse) => void;
 
@@ -177,7 +178,7 @@ describe('HttpKubeApi.watch', () => {
     const done = collect(stream);
     setTimeout(() => stream.close(), 20);
     expect(await done).toEqual([]);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     expect(serverSawClose).toBe(true);
   });
 

@@ -27,9 +27,9 @@ import { parse, stringify } from 'yaml';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess } from '../../e2e/harness/process.js';
 import { BUILD_IMAGE_SCRIPT, type NodeBinaries } from './binaries.js';
 import { cniConflist, containerdConfig, kubeletConfig, runscToml } from './configs.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * The label and taint the chart's RuntimeClass selects and tolerates: GVISOR_NODE_LABEL and

@@ -1,6 +1,7 @@
 // Reads the control plane's audit log, where the webhook's audit annotations end up
 // (docs/kubernetes.md §1: stored as `<webhook name>/<key>`, invalid keys silently dropped).
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const AUDIT_LOG_ENV = 'SANDBOX_WEBHOOK_E2E_AUDIT_LOG';
 
@@ -50,7 +51,7 @@ export async function waitForAuditEvent(
     const found = readAuditEvents(options.path).find(predicate);
     if (found) return found;
     if (Date.now() > deadline) throw new Error(`no matching audit event within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
 }
 

@@ -12,9 +12,9 @@ import { promisify } from 'node:util';
 import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Job, type V1Pod } from '@kubernetes/client-node';
 import { isApiError } from './cluster.js';
 import { startWebhook, type RunningWebhook } from './webhook.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A kubeconfig file for a ServiceAccount (a bound token from the TokenRequest API). */
 export async function serviceAccountKubeconfig(kc: KubeConfig, namespace: string, name: string, path: string): Promise<{ path: string; token: string }> {

@@ -14,6 +14,7 @@ import {
   type V1Taint,
 } from '@kubernetes/client-node';
 import { expect } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export function loadKubeConfig(kubeconfigPath: string | undefined = process.env.KUBECONFIG): KubeConfig {
   if (!kubeconfigPath) throw new Error('no kubeconfig: pass a path or set KUBECONFIG (test/e2e/global-setup.ts sets it)');
@@ -101,7 +102,6 @@ export async function kubeRequest(
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------------------------
 // Namespaces

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { cacheDir } from './binaries.js';
 import { freePort, getUrl } from './controlplane.js';
 import { startProcess, type ManagedProcess } from './process.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** TEST_ASSET_KUBE_CONTROLLER_MANAGER, else the build cache's binary; undefined when neither exists. */
 export function controllerManagerBinary(): string | undefined {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { freePort } from '../../support/net.js';
 import { generateControlPlaneCerts, type ControlPlaneCerts } from './certs.js';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess } from './process.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ControlPlaneBinaries {
   kubeApiserver: string;
@@ -79,7 +80,6 @@ export interface ControlPlane {
 
 export { freePort };
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function tail(file: string, lines = 40): string {
   try {

@@ -7,9 +7,9 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { freePort, getUrl } from './controlplane.js';
 import { startProcess, type ManagedProcess } from './process.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The path of a binary on PATH or in /usr/bin; undefined when absent. */
 export function findExecutable(name: string): string | undefined {

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from './binaries.js';
 import { freePort, getUrl } from './controlplane.js';
 import { makeTempDir, removeTempDir, startProcess } from './process.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileAsync = promisify(execFile);
 
@@ -58,7 +59,6 @@ export interface RunningWebhook {
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | string>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Runs `sh certs/generate.sh --out dir` (ca.crt, tls.crt, tls.key for localhost and 127.0.0.1). */
 export async function generateWebhookCerts(dir: string): Promise<void> {
