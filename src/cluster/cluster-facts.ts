@@ -8,7 +8,8 @@ import type { NamespaceFacts, RuntimeClassFact } from '../policy/evaluate.js';
 import type { Labels } from '../policy/selector.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Informer } from './informer.js';
-import { ApiError, isRecord, type KubeApi } from './kube-api.js';
+import { isRecord } from '../json.js';
+import { ApiError, type KubeApi } from './kube-api.js';
 
 export const NAMESPACES_PATH = '/api/v1/namespaces';
 export const RUNTIME_CLASSES_PATH = '/apis/node.k8s.io/v1/runtimeclasses';

@@ -24,7 +24,8 @@
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Metrics } from '../telemetry/metrics.js';
-import { ApiError, isRecord, type KubeApi, type WatchEvent } from './kube-api.js';
+import { isRecord } from '../json.js';
+import { ApiError, type KubeApi, type WatchEvent } from './kube-api.js';
 
 export interface InformerTiming {
   readonly backoffInitialMs: number;

@@ -14,7 +14,6 @@ import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { Credentials } from './kubeconfig.js';
 import { isRecord } from '../json.js';
 
-export { isRecord };
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 

@@ -14,7 +14,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { isRecord, type KubeWriteApi } from './kube-api.js';
+import { isRecord } from '../json.js';
+import type { KubeWriteApi } from './kube-api.js';
 
 export interface LeaseOptions {
   readonly api: KubeWriteApi;

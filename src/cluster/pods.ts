@@ -13,7 +13,8 @@ import type { ClusterFacts } from '../admission/facts.js';
 import type { NamespaceFacts } from '../policy/evaluate.js';
 import { NAMESPACES_PATH, RUNTIME_CLASSES_PATH, namespaceFacts, runtimeClassFact, type PresentRuntimeClass } from './cluster-facts.js';
 import { loadKubeConfig } from './index.js';
-import { ApiError, HttpKubeApi, isRecord, type KubeApi } from './kube-api.js';
+import { isRecord } from '../json.js';
+import { ApiError, HttpKubeApi, type KubeApi } from './kube-api.js';
 
 export const PODS_PATH = '/api/v1/pods';
 export const DEFAULT_PAGE_SIZE = 500;

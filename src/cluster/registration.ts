@@ -28,7 +28,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
-import { isRecord } from './kube-api.js';
+import { isRecord } from '../json.js';
 
 /** The part of the API client registration needs (HttpKubeApi): any request with a deadline. */
 export interface RegistrationApi {
