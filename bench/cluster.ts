@@ -31,6 +31,7 @@
 //          --rounds N (per kind, default 3), --concurrency N (creates in flight, default 16),
 //          --namespace-concurrency N (default 32),
 //          --node-flags="..." (default: the Dockerfile CMD's), --profile (webhook under --cpu-prof),
+//          --webhook PATH (another build's dist/main.js, to compare builds),
 //          --floor-http2 (the bare server with --http2: node:http2 with allowHTTP1, offering h2 and
 //          http/1.1; the bench reports what the apiserver's connections to it negotiated, from its log)
 
@@ -38,7 +39,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { Agent, request } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import os from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBinaries } from '../test/e2e/harness/binaries.js';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness/controlplane.js';
@@ -49,7 +50,7 @@ import { cpuTimeMs, peakRssMB, rssMB, stolenCpuSeconds } from '../test/support/p
 import { median, percentile } from '../test/support/stats.js';
 import { freePort } from '../test/support/net.js';
 import { startServer, stopServer, waitReady, type ServerProcess } from './load.js';
-import { chartLogLevel, imageNodeFlags, ROOT, webhookFlavour } from './servers.js';
+import { benchNodeFlags, chartLogLevel, ROOT, webhookFlavour } from './servers.js';
 
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
 const OFF_LABEL = 'bench.sandbox-webhook.io/webhook';
@@ -425,6 +426,7 @@ async function main(): Promise<number> {
       'node-flags': { type: 'string' },
       profile: { type: 'boolean', default: false },
       'floor-http2': { type: 'boolean', default: false },
+      webhook: { type: 'string' },
     },
   });
   const tenants = Number(values.namespaces);
@@ -438,13 +440,13 @@ async function main(): Promise<number> {
     console.error('bench:cluster: --namespaces 1..100000, --pods 10..5000, --rounds 1..20, --concurrency and --namespace-concurrency 1..256');
     return 2;
   }
-  // The build test/e2e/harness/webhook.ts starts.
-  const mainJs = WEBHOOK_MAIN;
+  // This checkout's build, or another's (--webhook), to compare builds.
+  const mainJs = values.webhook === undefined ? WEBHOOK_MAIN : resolve(values.webhook);
   if (!existsSync(mainJs)) {
     console.error(`bench:cluster: ${mainJs} is missing; run \`npm run bench:cluster\` (it builds first)`);
     return 2;
   }
-  const nodeFlags = values['node-flags'] === undefined ? imageNodeFlags() : values['node-flags'].split(' ').filter(Boolean);
+  const nodeFlags = benchNodeFlags(values['node-flags']);
   // The unregistered, the overhead and the floor rounds spread their pods over namespaces of their own.
   const extraNamespaces = Math.min(podsPerRound, 400);
   const startedAt = new Date();
@@ -497,6 +499,9 @@ async function main(): Promise<number> {
     webhook = await startWebhook({
       policyYaml: POLICY,
       kubeconfig: cp.kubeconfigPath,
+      main: mainJs,
+      // flavour.args names the metrics port, where the build has one.
+      metricsPort: false,
       logLevel: flavour.logLevel,
       args: flavour.args,
       env: { NODE_OPTIONS: nodeOptions, ...(profileFile ? { BENCH_CPU_PROFILE: profileFile } : {}) },

@@ -15,7 +15,7 @@ import { freePort } from '../test/support/net.js';
 import { peakRssMB } from '../test/support/proc.js';
 import { median } from '../test/support/stats.js';
 import { runLoad, stopServer, waitReady, type ServerProcess } from './load.js';
-import { benchCertificates, imageNodeFlags, ROOT, startBareWebhook, startNullWebhook, startWebhook, webhookFlavour } from './servers.js';
+import { benchCertificates, benchNodeFlags, ROOT, startBareWebhook, startNullWebhook, startWebhook, webhookFlavour } from './servers.js';
 
 interface Rounds {
   readonly server: ServerProcess;
@@ -45,7 +45,7 @@ async function main(): Promise<number> {
     console.error('bench:compare: --rounds must be 2..200, --round-seconds 1..60 and --connections 1..256');
     return 2;
   }
-  const nodeFlags = values['node-flags'] === undefined ? imageNodeFlags() : values['node-flags'].split(' ').filter(Boolean);
+  const nodeFlags = benchNodeFlags(values['node-flags']);
   const bodies = buildFixtures()
     .filter((f) => f.name !== 'large')
     .map((f) => f.body);

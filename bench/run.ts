@@ -33,7 +33,7 @@ import { runScaling, SCALES, type ScalingPoint } from './scaling.js';
 import {
   benchCertificates,
   chartLogLevel,
-  imageNodeFlags,
+  benchNodeFlags,
   ROOT,
   startBareWebhook,
   startNullWebhook,
@@ -384,7 +384,7 @@ async function main(): Promise<number> {
   }
 
   // Both servers run on the Node flags the image runs with (the same Node setup), unless told otherwise.
-  const nodeFlags = values['node-flags'] === undefined ? imageNodeFlags() : values['node-flags'].split(' ').filter(Boolean);
+  const nodeFlags = benchNodeFlags(values['node-flags']);
   let results: ScenarioResult[] = [];
   let rss: PerServer<number> | undefined;
   let profileDir: string | undefined;

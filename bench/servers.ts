@@ -8,10 +8,15 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/support/net.js';
-export { imageNodeFlags } from '../test/support/image-flags.js';
+import { imageNodeFlags } from '../test/support/image-flags.js';
 import { startServer, type ServerProcess } from './load.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The Node flags of every server a bench starts: --node-flags="..." as given ("" for none), else the image's. */
+export function benchNodeFlags(given: string | undefined): string[] {
+  return given === undefined ? imageNodeFlags() : given.split(' ').filter(Boolean);
+}
 
 export interface BenchCertificates {
   readonly dir: string;

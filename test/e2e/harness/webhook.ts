@@ -35,6 +35,10 @@ export interface StartWebhookOptions {
   certDir?: string;
   /** How long to wait for /readyz. Default 30 s. */
   readyTimeoutMs?: number;
+  /** Another build's dist/main.js (the benchmarks compare builds). Default: this checkout's. */
+  main?: string;
+  /** false for a build without --metrics-port, which serves /metrics on its HTTPS port. Default true. */
+  metricsPort?: boolean;
 }
 
 export interface RunningWebhook {
@@ -69,7 +73,8 @@ export async function startWebhook(options: StartWebhookOptions): Promise<Runnin
   if ((options.policyYaml === undefined) === (options.policyFile === undefined)) {
     throw new Error('startWebhook: give exactly one of policyYaml and policyFile');
   }
-  if (!existsSync(WEBHOOK_MAIN)) throw new Error(`${WEBHOOK_MAIN} does not exist: run npm run build first`);
+  const main = options.main ?? WEBHOOK_MAIN;
+  if (!existsSync(main)) throw new Error(`${main} does not exist: run npm run build first`);
   const dir = makeTempDir('webhook');
   let cleanupDir = true;
   try {
@@ -91,9 +96,9 @@ export async function startWebhook(options: StartWebhookOptions): Promise<Runnin
       name: 'sandbox-webhook',
       command: process.execPath,
       args: [
-        WEBHOOK_MAIN,
+        main,
         '--port', String(port),
-        '--metrics-port', String(metricsPort),
+        ...(options.metricsPort === false ? [] : ['--metrics-port', String(metricsPort)]),
         '--policy', policyFile,
         '--tls-cert', join(certDir, 'tls.crt'),
         '--tls-key', join(certDir, 'tls.key'),
@@ -145,7 +150,7 @@ export async function startWebhook(options: StartWebhookOptions): Promise<Runnin
     return {
       url,
       port,
-      metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+      metricsUrl: options.metricsPort === false ? `https://127.0.0.1:${port}/metrics` : `http://127.0.0.1:${metricsPort}/metrics`,
       pid: child.pid,
       caBundle: Buffer.from(caPem).toString('base64'),
       caPem,
